@@ -163,6 +163,8 @@ def save_figure(fig: Figure, name: str, figures_dir: str | Path, **params: Any) 
 def _savefig_atomic(fig: Figure, path: Path, **kwargs: Any) -> None:
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
+    # mkstemp creates the file readable by the owner only; output files are for everyone.
+    os.chmod(temp_name, 0o644)
     try:
         fig.savefig(temp_name, **kwargs)
         os.replace(temp_name, path)
