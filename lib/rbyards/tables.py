@@ -319,10 +319,10 @@ def phase_comparison_table(
                 MISSING if converged is None else ("yes" if converged else "no"),
             ]
         )
-    header = (
-        r"Run & 50\% cov. & 90\% cov. & Mean 90\% width (yd) & MAE (yd) & CRPS (yd) & "
-        r"Converged \\"
-    )
+    header_lines = [
+        r"Run & 50\% & 90\% & Mean 90\% & MAE & CRPS & Converged \\",
+        r" & coverage & coverage & width (yd) & (yd) & (yd) & \\",
+    ]
     notes = [
         r"Coverage is the share of test games whose rushing yards fall inside the central "
         r"predictive interval of that level. Widths, MAE and CRPS are in yards.",
@@ -333,7 +333,7 @@ def phase_comparison_table(
         program=program, source_files=_source_files(run_ids, source_files), run_ids=run_ids
     )
     return _assemble(
-        _tabular("l" + "r" * 5 + "c", [header], rows),
+        _tabular("l" + "r" * 5 + "c", header_lines, rows),
         notes,
         comment=comment,
         caption=caption,
@@ -429,7 +429,7 @@ def model_metrics_table(
     caption: str = "Test metrics per model with player-level bootstrap intervals.",
     label: str = "tab:model-metrics",
 ) -> LatexTable:
-    """Build the table of metrics per model, each value followed by its bootstrap ``[lo, hi]``.
+    """Build the table of metrics per model, with bootstrap ``[lo, hi]`` rows under the values.
 
     Parameters
     ----------
@@ -460,19 +460,23 @@ def model_metrics_table(
         raise TableInputError("no metrics given; pass at least one metric key")
     rows = []
     for run_id, result in usable.items():
-        cells = [_display_name(run_id, labels)]
+        values = [_display_name(run_id, labels)]
+        # Intervals go on a second, smaller row under the values to keep the table narrow.
+        intervals = [""]
         for metric in metrics:
-            value = format_metric(metric, _metric(result, run_id, metric))
+            values.append(format_metric(metric, _metric(result, run_id, metric)))
             interval = format_interval(
                 _bounds(result, metric), percent=bool(_COVERAGE_METRIC.match(metric))
             )
-            cells.append(f"{value} {interval}".rstrip())
-        rows.append(cells)
+            intervals.append(f"{{\\footnotesize {interval}}}" if interval else "")
+        rows.append(values)
+        if any(intervals):
+            rows.append(intervals)
     header = "Model & " + " & ".join(metric_header(metric) for metric in metrics) + r" \\"
     notes = [
-        f"Brackets: {100 * confidence:g}\\% bootstrap interval that resamples players "
-        r"(all test games of a player together), in the unit of the value; none shown when "
-        r"not reported.",
+        f"Brackets under each value: {100 * confidence:g}\\% bootstrap interval that resamples "
+        r"players (all test games of a player together), in percent for coverage and yards "
+        r"otherwise; none shown when not reported.",
     ]
     run_ids = list(usable)
     comment = provenance_comment(
