@@ -153,9 +153,11 @@ def save_figure(fig: Figure, name: str, figures_dir: str | Path, **params: Any) 
     stem = figure_file_stem(name, **params)
     pdf_path = folder / f"{stem}.pdf"
     png_path = folder / f"{stem}.png"
-    # A fixed (empty) creation date keeps the PDF bytes identical when nothing else changed.
-    _savefig_atomic(fig, pdf_path, format="pdf", metadata={"CreationDate": None})
-    _savefig_atomic(fig, png_path, format="png", dpi=PNG_DPI)
+    # Saving reads rcParams such as pdf.fonttype, so the style must be active here as well.
+    with thesis_style():
+        # An empty creation date keeps the PDF bytes identical when nothing else changed.
+        _savefig_atomic(fig, pdf_path, format="pdf", metadata={"CreationDate": None})
+        _savefig_atomic(fig, png_path, format="png", dpi=PNG_DPI)
     logger.info("Wrote figure %s and %s", pdf_path, png_path)
     return SavedFigure(pdf=pdf_path, png=png_path)
 
