@@ -33,6 +33,7 @@ from sklearn.model_selection import TimeSeriesSplit
 
 from rbyards.evaluation import (
     QUANTILE_LEVELS,
+    central_level_pairs,
     interpolate_quantiles,
     quantile_frame,
     rearrange_quantiles,
@@ -315,7 +316,7 @@ def conformalized_quantile_regression(
         Quantiles in yards, shape (n_test, n_levels).
     """
     inputs = _check_inputs(X_train, y_train, X_cal, y_cal, X_test, log_shift, need_cal=True)
-    levels_array, pairs = _central_pairs(levels)
+    levels_array, pairs = central_level_pairs(levels)
     y_model = _to_model_scale(inputs.y_train, log_shift)
     y_cal_model = _to_model_scale(inputs.y_cal, log_shift)
     order = _time_order(len(y_model), train_time)
@@ -417,7 +418,7 @@ def split_conformal_forest(
         Quantiles in yards, shape (n_test, n_levels).
     """
     inputs = _check_inputs(X_train, y_train, X_cal, y_cal, X_test, log_shift, need_cal=True)
-    levels_array, pairs = _central_pairs(levels)
+    levels_array, pairs = central_level_pairs(levels)
     started = time.perf_counter()
     forest = RandomForestRegressor(
         n_estimators=n_estimators, min_samples_leaf=min_samples_leaf, random_state=seed
@@ -677,29 +678,6 @@ def _time_order(n_rows: int, train_time: Sequence[float] | np.ndarray | None) ->
             f"train_time has shape {times.shape} but there are {n_rows} training rows"
         )
     return np.argsort(times, kind="stable")
-
-
-def _central_pairs(levels: Sequence[float] | np.ndarray) -> tuple[np.ndarray, list[tuple]]:
-    """Pair each level below 0.5 with its mirror ``1 - level``; return (levels, index pairs)."""
-    levels_array = np.asarray(levels, dtype=float)
-    rounded = np.round(levels_array, 9)
-    if not np.isclose(rounded, 0.5).any():
-        raise BaselineInputError("levels must contain 0.5 for the median; add it to the grid")
-    pairs = []
-    for lower_index in np.flatnonzero(rounded < 0.5):
-        mirror = np.flatnonzero(np.isclose(rounded, 1.0 - rounded[lower_index]))
-        if mirror.size == 0:
-            raise BaselineInputError(
-                f"level {levels_array[lower_index]:g} has no mirror level "
-                f"{1 - levels_array[lower_index]:g}; conformal baselines need levels symmetric "
-                "around 0.5"
-            )
-        pairs.append((int(lower_index), int(mirror[0])))
-    if len(pairs) * 2 + 1 != levels_array.size:
-        raise BaselineInputError(
-            "levels above 0.5 without a mirror below 0.5 were given; make the grid symmetric"
-        )
-    return levels_array, pairs
 
 
 def _mean_pinball(y: np.ndarray, predictions: np.ndarray, level: float) -> float:

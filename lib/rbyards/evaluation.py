@@ -196,6 +196,50 @@ def interpolate_quantiles(
     return quantiles[:, lower] * (1.0 - weight) + quantiles[:, upper] * weight
 
 
+def central_level_pairs(
+    levels: Sequence[float] | np.ndarray,
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Pair each quantile level below 0.5 with its mirror level ``1 - level``.
+
+    Parameters
+    ----------
+    levels : sequence of float
+        Quantile levels, symmetric around 0.5 and containing 0.5, for example
+        :data:`QUANTILE_LEVELS`.
+
+    Returns
+    -------
+    levels : np.ndarray
+        The levels as floats, in the given order.
+    pairs : list of tuple of int
+        ``(lower_index, upper_index)`` column positions of each central interval; its central
+        level is ``levels[upper_index] - levels[lower_index]``.
+
+    Raises
+    ------
+    EvaluationError
+        If 0.5 is missing or a level has no mirror.
+    """
+    levels_array = _check_levels(levels, require_sorted=False)
+    rounded = np.round(levels_array, 9)
+    if not np.isclose(rounded, 0.5).any():
+        raise EvaluationError("levels must contain 0.5 for the median; add it to the grid")
+    pairs = []
+    for lower_index in np.flatnonzero(rounded < 0.5):
+        mirror = np.flatnonzero(np.isclose(rounded, 1.0 - rounded[lower_index]))
+        if mirror.size == 0:
+            raise EvaluationError(
+                f"level {levels_array[lower_index]:g} has no mirror level "
+                f"{1 - levels_array[lower_index]:g}; use levels symmetric around 0.5"
+            )
+        pairs.append((int(lower_index), int(mirror[0])))
+    if len(pairs) * 2 + 1 != levels_array.size:
+        raise EvaluationError(
+            "some levels above 0.5 have no mirror below 0.5; use levels symmetric around 0.5"
+        )
+    return levels_array, pairs
+
+
 def central_interval(
     level: float,
     *,
