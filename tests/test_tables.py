@@ -195,7 +195,7 @@ def test_model_metrics_interval_format(results):
     assert rows[1][1] == r"{\footnotesize [24.2, 26.2]}"
 
 
-def test_model_metrics_without_intervals_has_one_row_per_model(results):
+def test_model_metrics_without_intervals(results):
     for result in results.values():
         result.pop("metric_intervals")
     rows = _data_rows(tables.model_metrics_table(results).fragment)

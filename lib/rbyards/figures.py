@@ -1,7 +1,7 @@
 """Thesis figures drawn from result dicts and prediction frames.
 
-Every function here takes the saved outputs of a run (the result JSON loaded as a dict, or the
-prediction parquet loaded as a DataFrame) and returns a matplotlib Figure, so a figure can be
+Every function here takes the saved outputs of a run: the result JSON loaded as a dict, or the
+prediction parquet loaded as a DataFrame. Each returns a matplotlib Figure, so a figure can be
 redrawn without sampling a model again. `save_figure` writes a vector PDF and a 300 dpi PNG.
 """
 
@@ -57,7 +57,7 @@ METRIC_NAMES = {
     "pinball_50": "Pinball loss at 50%",
     "pinball_95": "Pinball loss at 95%",
 }
-"""Short display names of the metric keys in result files; coverage keys are named by rule."""
+"""Short display names of the metric keys in result files. Coverage keys get names by rule."""
 
 # Approximate characters of 9 pt DejaVu Serif per inch of axes width, for wrapping titles.
 _TITLE_CHARS_PER_INCH = 13
@@ -165,7 +165,7 @@ def save_figure(fig: Figure, name: str, figures_dir: str | Path, **params: Any) 
 def _savefig_atomic(fig: Figure, path: Path, **kwargs: Any) -> None:
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
-    # mkstemp creates the file readable by the owner only; output files are for everyone.
+    # mkstemp creates the file readable by the owner only, but output files are for everyone.
     os.chmod(temp_name, 0o644)
     try:
         fig.savefig(temp_name, **kwargs)
@@ -316,7 +316,7 @@ def plot_target_distribution(
     column : str
         Target column in yards.
     by : str, optional
-        Column to split by (for example ``"role"``); groups are drawn as density outlines.
+        Column to split by (for example ``"role"``). Groups are drawn as density outlines.
     bins : int
         Number of histogram bins over the whole range.
     title : str
@@ -376,7 +376,7 @@ def plot_interval_kind_coverage(
     Parameters
     ----------
     results : Mapping[str, Mapping]
-        Result dicts keyed by run id or kind; each needs ``metrics["coverage_<pct>"]`` for
+        Result dicts keyed by run id or kind. Each needs ``metrics["coverage_<pct>"]`` for
         every level. Bootstrap bounds in ``metric_intervals`` become error bars.
     levels : Sequence[float]
         Nominal central interval levels.
@@ -451,7 +451,7 @@ def plot_interval_bands(
     y_column : str
         Observed target column.
     title : str, optional
-        Axes title; the default names the level and the number of rows.
+        Axes title. The default names the level and the number of rows.
 
     Returns
     -------
@@ -591,14 +591,14 @@ def plot_coverage_width(
     Parameters
     ----------
     results : Mapping[str, Mapping]
-        Result dicts keyed by run id; each needs ``metrics["coverage_<pct>"]`` and
+        Result dicts keyed by run id. Each needs ``metrics["coverage_<pct>"]`` and
         ``metrics["width_<pct>_mean"]``. Bounds in ``metric_intervals`` become error bars.
     level : float
         Central interval level.
     labels : Mapping[str, str], optional
         Display names per run id.
     title : str, optional
-        Axes title; the default names the level.
+        Axes title. The default names the level.
 
     Returns
     -------
@@ -713,7 +713,7 @@ def plot_gate_weights(
         Mean gate weight per expert for each split: a mapping from split name to one value per
         expert, or a frame with experts as index and splits as columns.
     expert_names : Sequence[str], optional
-        Expert names; defaults to the frame index or ``expert 1``, ``expert 2``, ...
+        Expert names. Defaults to the frame index or ``expert 1``, ``expert 2``, ...
     title : str
         Axes title.
 
@@ -776,15 +776,15 @@ def plot_player_intervals(
     players : Sequence[str]
         Player names (matched in ``name_column`` when present) or player ids.
     season : int, optional
-        Season to draw; defaults to the latest season in the frame.
+        Season to draw. Defaults to the latest season in the frame.
     name_column : str
-        Column with display names; ``player_id`` is used when it is absent.
+        Column with display names, else ``player_id``.
     y_column : str
         Observed target column.
     ncols : int
         Panels per row.
     title : str, optional
-        Figure title; the default names the season.
+        Figure title. The default names the season.
 
     Returns
     -------
@@ -866,7 +866,7 @@ def plot_model_comparison(
     Parameters
     ----------
     results : Mapping[str, Mapping]
-        Result dicts keyed by run id; ``metrics`` holds the values and ``metric_intervals``
+        Result dicts keyed by run id. ``metrics`` contains the values and ``metric_intervals``
         the bootstrap bounds (missing bounds draw no error bar).
     metrics : str or Sequence[str]
         Metric keys, one panel each.
@@ -933,7 +933,7 @@ def plot_metric_by_tier(
     Parameters
     ----------
     results : Mapping[str, Mapping]
-        Result dicts keyed by run id; ``metrics_by_tier[tier][metric]`` holds the values.
+        Result dicts keyed by run id, with the values in ``metrics_by_tier[tier][metric]``.
     metric : str
         Metric key.
     tiers : Sequence[str]
@@ -941,7 +941,7 @@ def plot_metric_by_tier(
     labels : Mapping[str, str], optional
         Display names per run id.
     title : str, optional
-        Axes title; the default names the metric.
+        Axes title. The default names the metric.
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """Collect figures and tables of a profile into a LaTeX bundle and compile a preview.
 
-A profile folder ``outputs/<profile>/`` holds ``figures/`` (PDF and PNG twins written by
+A profile folder ``outputs/<profile>/`` contains ``figures/`` (PDF and PNG twins written by
 `rbyards.figures.save_figure`) and ``tables/`` (``<name>.tex`` fragments and ``<name>_float.tex``
 floats written by `rbyards.tables.write_table`). `build_latex_bundle` copies them into
 ``outputs/<profile>/latex/`` with three files:

@@ -46,7 +46,7 @@ METRIC_HEADERS = {
     "pinball_50": r"Pinball 50\% (yd)",
     "pinball_95": r"Pinball 95\% (yd)",
 }
-"""LaTeX column headers of the metric keys in result files; coverage keys are named by rule."""
+"""LaTeX column headers of the metric keys in result files. Coverage keys get names by rule."""
 
 
 class TableInputError(ValueError):
@@ -290,11 +290,11 @@ def phase_comparison_table(
         Result dicts keyed by run id, in row order. Runs whose status is not ``"ok"`` are left
         out with a warning.
     labels : Mapping[str, str], optional
-        Plain-text row names per run id (escaped here); the run id is used otherwise.
+        Plain-text row names per run id (escaped here), else the run id.
     program : str
         Notebook or script named in the provenance comment.
     source_files : Sequence[str], optional
-        Result files named in the provenance comment; defaults to ``<run_id>.json``.
+        Result files named in the provenance comment. Defaults to ``<run_id>.json``.
     caption : str
         LaTeX caption of the float.
     label : str
@@ -308,6 +308,10 @@ def phase_comparison_table(
     rows = []
     for run_id, result in usable.items():
         converged = (result.get("diagnostics") or {}).get("converged")
+        if converged is None:
+            converged_cell = MISSING
+        else:
+            converged_cell = "yes" if converged else "no"
         rows.append(
             [
                 _display_name(run_id, labels),
@@ -316,7 +320,7 @@ def phase_comparison_table(
                 format_yards(_metric(result, run_id, "width_90_mean")),
                 format_yards(_metric(result, run_id, "mae")),
                 format_yards(_metric(result, run_id, "crps")),
-                MISSING if converged is None else ("yes" if converged else "no"),
+                converged_cell,
             ]
         )
     header_lines = [
@@ -326,7 +330,8 @@ def phase_comparison_table(
     notes = [
         r"Coverage is the share of test games whose rushing yards fall inside the central "
         r"predictive interval of that level. Widths, MAE and CRPS are in yards.",
-        r"Converged: the sampler diagnostics met the run's thresholds; -- when not reported.",
+        r"Converged: the sampler diagnostics met the run's thresholds. A dash marks a value "
+        r"that was not reported.",
     ]
     run_ids = list(usable)
     comment = provenance_comment(
@@ -366,12 +371,12 @@ def phase1_mean_vs_predictive_table(
     predictive_run : str
         Run id of the posterior predictive intervals.
     levels : Sequence[float]
-        Nominal central interval levels, one row each; each needs ``coverage_<pct>``.
+        Nominal central interval levels, one row each. Each needs ``coverage_<pct>``.
         Mean width comes from ``width_<pct>_mean`` and is ``--`` where a result lacks it.
     program : str
         Notebook or script named in the provenance comment.
     source_files : Sequence[str], optional
-        Result files named in the provenance comment; defaults to ``<run_id>.json``.
+        Result files named in the provenance comment. Defaults to ``<run_id>.json``.
     caption : str
         LaTeX caption of the float.
     label : str
@@ -403,7 +408,8 @@ def phase1_mean_vs_predictive_table(
     notes = [
         r"Mean only: central credible interval of the expected rushing yards, which ignores "
         r"game-to-game noise. Predictive: central interval of the posterior predictive "
-        r"distribution. Width is the mean interval width over test games; -- when not reported.",
+        r"distribution. Width is the mean interval width over test games. A dash marks a "
+        r"value that was not reported.",
     ]
     run_ids = [mean_only_run, predictive_run]
     comment = provenance_comment(
@@ -434,7 +440,7 @@ def model_metrics_table(
     Parameters
     ----------
     results : Mapping[str, Mapping]
-        Result dicts keyed by run id, in row order; ``metric_intervals`` holds the bounds.
+        Result dicts keyed by run id, in row order, with the bounds in ``metric_intervals``.
         Runs whose status is not ``"ok"`` are left out with a warning.
     metrics : Sequence[str]
         Metric keys, one column each.
@@ -445,7 +451,7 @@ def model_metrics_table(
     program : str
         Notebook or script named in the provenance comment.
     source_files : Sequence[str], optional
-        Result files named in the provenance comment; defaults to ``<run_id>.json``.
+        Result files named in the provenance comment. Defaults to ``<run_id>.json``.
     caption : str
         LaTeX caption of the float.
     label : str
@@ -476,7 +482,7 @@ def model_metrics_table(
     notes = [
         f"Brackets under each value: {100 * confidence:g}\\% bootstrap interval that resamples "
         r"players (all test games of a player together), in percent for coverage and yards "
-        r"otherwise; none shown when not reported.",
+        r"otherwise. No brackets: not reported.",
     ]
     run_ids = list(usable)
     comment = provenance_comment(
@@ -531,7 +537,7 @@ def write_table(fragment: str, float_: str, name: str, tables_dir: str | Path) -
 
 def _write_text_atomic(path: Path, text: str) -> None:
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    # mkstemp creates the file readable by the owner only; output files are for everyone.
+    # mkstemp creates the file readable by the owner only, but output files are for everyone.
     os.chmod(temp_name, 0o644)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
