@@ -352,3 +352,12 @@ def test_every_figure_sets_title_and_labels(results):
         assert ax.get_title(), fig
         assert ax.get_xlabel(), fig
         assert ax.get_ylabel(), fig
+
+
+def test_target_distribution_integer_bins_for_yards():
+    frame = pd.DataFrame({"rushing_yards": np.arange(-3, 97, dtype=float)})
+    fig = figures.plot_target_distribution(frame, bins=20)
+    bars = [patch for patch in fig.axes[0].patches if isinstance(patch, Rectangle)]
+    assert {bar.get_width() for bar in bars} == {5.0}
+    assert bars[0].get_x() == -3.5
+    assert [bar.get_height() for bar in bars] == [5.0] * 20

@@ -318,7 +318,8 @@ def plot_target_distribution(
     by : str, optional
         Column to split by (for example ``"role"``). Groups are drawn as density outlines.
     bins : int
-        Number of histogram bins over the whole range.
+        Approximate number of histogram bins over the whole range; whole-number targets get
+        bins of integer width.
     title : str
         Axes title.
 
@@ -331,7 +332,7 @@ def plot_target_distribution(
     values = frame[column].astype(float)
     if values.empty:
         raise FigureInputError(f"column {column!r} has no rows to plot; check the row filter")
-    edges = np.histogram_bin_edges(values.dropna(), bins=bins)
+    edges = _histogram_edges(values.dropna().to_numpy(), bins)
     with thesis_style():
         fig, ax = plt.subplots(figsize=(FULL_WIDTH, 2.6))
         if by is None:
@@ -362,6 +363,19 @@ def plot_target_distribution(
             ylabel = "Density"
         ax.set(title=title, xlabel="Rushing yards in the game", ylabel=ylabel)
     return fig
+
+
+def _histogram_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """Return about ``bins`` equal bins, with integer width centred on integers for counts.
+
+    Yards are whole numbers, and bins of fractional width hold unequal numbers of integers,
+    which draws spurious spikes and dips.
+    """
+    if not np.allclose(values, np.round(values)):
+        return np.histogram_bin_edges(values, bins=bins)
+    low, high = float(values.min()), float(values.max())
+    width = max(1, int(np.ceil((high - low + 1) / bins)))
+    return np.arange(low - 0.5, high + width, width)
 
 
 def plot_interval_kind_coverage(
@@ -810,6 +824,7 @@ def plot_player_intervals(
             nrows,
             ncols,
             figsize=(FULL_WIDTH, 2.1 * nrows + 0.5),
+            sharex=True,
             sharey=True,
             squeeze=False,
         )
