@@ -271,6 +271,7 @@ def conformalized_quantile_regression(
     levels: Sequence[float] | np.ndarray = QUANTILE_LEVELS,
     log_shift: float = 10.0,
     base: str = "gradient_boosting",
+    grid: Sequence[dict[str, int]] = GRADIENT_BOOSTING_GRID,
     n_splits: int = 3,
     train_time: Sequence[float] | np.ndarray | None = None,
     seed: int = 0,
@@ -303,6 +304,8 @@ def conformalized_quantile_regression(
         Shift of the model scale.
     base : {"gradient_boosting", "linear"}
         Base quantile model.
+    grid : sequence of dict
+        Candidate LightGBM settings when ``base="gradient_boosting"``.
     n_splits : int
         Number of time-ordered folds used to tune the base model.
     train_time : array-like, optional
@@ -323,9 +326,7 @@ def conformalized_quantile_regression(
 
     started = time.perf_counter()
     if base == "gradient_boosting":
-        model = _fit_boosted_grid(
-            inputs.X_train, y_model, order, list(GRADIENT_BOOSTING_GRID), n_splits, seed
-        )
+        model = _fit_boosted_grid(inputs.X_train, y_model, order, list(grid), n_splits, seed)
     elif base == "linear":
         best_alpha = _select_by_time_cv(
             list(QUANTILE_REGRESSION_ALPHAS),

@@ -88,7 +88,7 @@ def conformal_quantile_correction(scores: np.ndarray, central_level: float) -> f
     if rank > n_rows:
         raise CalibrationError(
             f"{n_rows} calibration rows are too few for a {central_level:g} interval: it needs "
-            f"at least {int(np.ceil(central_level / (1 - central_level)))}; use a longer "
+            f"at least {int(np.ceil(central_level / (1 - central_level) - 1e-9))}; use a longer "
             "calibration window or fewer levels"
         )
     return float(values[max(rank, 1) - 1])
