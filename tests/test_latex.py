@@ -155,3 +155,18 @@ def test_compile_preview_reports_latex_error(tmp_path):
     (latex_dir / "tables" / "model_metrics.tex").write_text("\\undefinedmacro\n")
     with pytest.raises(latex.LatexCompileError, match="undefinedmacro"):
         latex.compile_preview(latex_dir)
+
+
+@pytest.mark.skipif(NO_PDFLATEX, reason=NO_PDFLATEX_REASON)
+def test_compile_preview_with_pdflatex_only(tmp_path, monkeypatch):
+    make_profile(tmp_path)
+    latex_dir = latex.build_latex_bundle(tmp_path)
+    real_which = shutil.which
+    monkeypatch.setattr(
+        latex.shutil, "which", lambda name: None if name == "latexmk" else real_which(name)
+    )
+    pdf = latex.compile_preview(latex_dir)
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert not (latex_dir / "preview.fdb_latexmk").exists()
+    log = (latex_dir / "preview.log").read_text(errors="replace")
+    assert "Rerun to get cross-references right" not in log
