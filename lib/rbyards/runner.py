@@ -1,0 +1,1227 @@
+"""Run the study's notebooks in order with papermill, resume finished runs and report status.
+
+A *plan* lists the runs of one profile: ``data``, then ``phase1.<fs>``, ``phase2_1.<fs>``,
+``phase2_2.<fs>``, ``phase2_3.<fs>`` and ``baselines.<fs>`` for each feature set ``fs``, then
+``comparison``. Each run executes one notebook with the papermill parameters ``profile``,
+``params_dir``, ``output_root``, ``overrides``, ``feature_set`` and ``run_id``.
+
+Files under ``<output_root>/<profile>/``:
+
+- ``notebooks/<run_id>.ipynb``: the executed notebook, also kept when the run failed. While a run
+  executes, papermill saves it cell by cell to ``notebooks/.<run_id>.partial.ipynb``, which is
+  renamed when the run ends.
+- ``results/<run_id>.json``: written by the notebook with :func:`rbyards.provenance.write_result`.
+- ``logs/<run_id>.<UTC time>.log`` per run, ``logs/run_all.<UTC time>.log`` per invocation.
+- ``state/runs/<run_id>.json``: the run's record (status running, done, failed or blocked; key,
+  pid, times, notebook, log, error). A record with status done is the done marker.
+- ``state/run.lock`` (file lock) and ``state/run.pid`` (the process holding it).
+
+A run is reused when its record is done with the current key, its notebook exists and its result
+file has status ok. The key is a SHA-256 over the parameters the run reads, the data files'
+checksums, the source of ``lib/rbyards/*.py``, the notebook file and the keys of its dependencies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psutil
+from filelock import FileLock, Timeout
+
+from rbyards.params import Params, ParamsError, load_params, validate_against_data
+from rbyards.provenance import sha256_file, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+PHASES = ("data", "phase1", "phase2_1", "phase2_2", "phase2_3", "baselines", "comparison")
+PER_FEATURE_SET_PHASES = ("phase1", "phase2_1", "phase2_2", "phase2_3", "baselines")
+NOTEBOOK_NAMES = {
+    "data": "00_data.ipynb",
+    "phase1": "10_phase1.ipynb",
+    "phase2_1": "21_phase2_1.ipynb",
+    "phase2_2": "22_phase2_2.ipynb",
+    "phase2_3": "23_phase2_3.ipynb",
+    "baselines": "30_baselines.ipynb",
+    "comparison": "90_comparison.ipynb",
+}
+# Parameters each phase reads; a change anywhere else does not rerun it. Runs also carry the keys
+# of their dependencies, so phase2_3 reruns when phase2_1 or phase2_2 does.
+PHASE_PARAMETERS = {
+    "data": ("data", "split", "features"),
+    "phase1": ("data", "split", "features.log_shift", "sampler", "phases.phase1", "evaluation"),
+    "phase2_1": ("data", "split", "features.log_shift", "sampler", "phases.phase2_1", "evaluation"),
+    "phase2_2": ("data", "split", "features.log_shift", "sampler", "phases.phase2_2", "evaluation"),
+    "phase2_3": ("data", "split", "features.log_shift", "phases.phase2_3", "evaluation"),
+    "baselines": ("data", "split", "features.log_shift", "phases.baselines", "evaluation"),
+    "comparison": ("features.feature_sets", "evaluation"),
+}
+PLAYER_FILE_PATTERNS = ("player_stats_*", "stats_player_week_*")
+SCHEDULE_FILE_PATTERN = "games.*"
+DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+# Added to the sampler's time limit to get papermill's per-cell timeout: sampling is bounded by
+# the sampler itself, and the margin covers model building and posterior predictive draws.
+CELL_TIMEOUT_MARGIN_SECONDS = 300.0
+# Lines papermill logs around every cell; they go to the run's log file but not to the terminal.
+PAPERMILL_NOISE = (
+    "Executing Cell",
+    "Ending Cell",
+    "Input Notebook",
+    "Output Notebook",
+    "Working directory",
+    "Executing notebook with kernel",
+)
+
+
+class RunnerError(ValueError):
+    """Invalid runner input: an unknown phase name, a missing notebook, unusable data files."""
+
+
+class LockHeldError(RuntimeError):
+    """Another live process is running the same profile."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Folders the runner reads from and writes to; every path is absolute."""
+
+    root: Path
+    notebooks_dir: Path
+    params_dir: Path
+    output_root: Path
+    source_dir: Path
+
+    @classmethod
+    def from_root(
+        cls,
+        root: str | Path,
+        *,
+        notebooks_dir: str | Path | None = None,
+        params_dir: str | Path | None = None,
+        output_root: str | Path | None = None,
+        source_dir: str | Path | None = None,
+    ) -> Workspace:
+        """Build a workspace for the checkout at ``root`` with the standard folder names.
+
+        Parameters
+        ----------
+        root : str or Path
+            Repository root.
+        notebooks_dir, params_dir, output_root : str or Path, optional
+            Replacements for ``notebooks``, ``params`` and ``outputs`` under ``root``.
+        source_dir : str or Path, optional
+            Folder whose ``*.py`` files enter the resume key; defaults to the installed
+            ``rbyards`` package folder.
+
+        Returns
+        -------
+        Workspace
+            The resolved folders.
+        """
+        base = Path(root).resolve()
+        return cls(
+            root=base,
+            notebooks_dir=Path(notebooks_dir or base / "notebooks").resolve(),
+            params_dir=Path(params_dir or base / "params").resolve(),
+            output_root=Path(output_root or base / "outputs").resolve(),
+            source_dir=Path(source_dir or Path(__file__).parent).resolve(),
+        )
+
+
+@dataclass(frozen=True)
+class ProfilePaths:
+    """Output locations of one profile."""
+
+    base: Path
+
+    @property
+    def notebooks(self) -> Path:
+        return self.base / "notebooks"
+
+    @property
+    def results(self) -> Path:
+        return self.base / "results"
+
+    @property
+    def logs(self) -> Path:
+        return self.base / "logs"
+
+    @property
+    def state(self) -> Path:
+        return self.base / "state"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state / "run.lock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state / "run.pid"
+
+    def record(self, run_id: str) -> Path:
+        """Return the path of a run's state record."""
+        return self.state / "runs" / f"{run_id}.json"
+
+    def notebook(self, run_id: str) -> Path:
+        """Return the path of a run's executed notebook."""
+        return self.notebooks / f"{run_id}.ipynb"
+
+    def partial_notebook(self, run_id: str) -> Path:
+        """Return the path papermill saves to while the run executes."""
+        return self.notebooks / f".{run_id}.partial.ipynb"
+
+    def result(self, run_id: str) -> Path:
+        """Return the path of the result file the run's notebook writes."""
+        return self.results / f"{run_id}.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One notebook execution in the plan."""
+
+    run_id: str
+    phase: str
+    notebook: Path
+    feature_set: str | None
+    parameters: dict[str, Any]
+    dependencies: tuple[str, ...] = ()
+    soft_dependencies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DataInventory:
+    """The data files a profile reads: checksums, and the weeks per season when readable."""
+
+    data_dir: Path | None
+    checksums: dict[str, str]
+    weeks_by_season: dict[int, tuple[int, ...]] | None
+
+    @property
+    def seasons(self) -> tuple[int, ...]:
+        """Seasons with player rows (empty when the files were not read)."""
+        return tuple(sorted(self.weeks_by_season or {}))
+
+
+InventoryFunction = Callable[[Params], DataInventory]
+
+
+@dataclass
+class Prepared:
+    """A validated plan, ready to execute."""
+
+    profile: str
+    workspace: Workspace
+    params: Params
+    overrides: dict[str, Any]
+    plan: list[Run]
+    selected: list[str]
+    forced: set[str]
+    inventory: DataInventory
+    inventory_function: InventoryFunction
+    paths: ProfilePaths
+
+
+@dataclass
+class RunOutcome:
+    """What happened to one selected run: done, reused, failed or blocked."""
+
+    run_id: str
+    status: str
+    elapsed_seconds: float = 0.0
+    error: str | None = None
+    notebook: Path | None = None
+    log: Path | None = None
+
+
+@dataclass
+class RunStatus:
+    """One line of the status report."""
+
+    run_id: str
+    state: str
+    detail: str
+    notebook: Path | None = None
+    log: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StatusReport:
+    """Status of every run in a profile's plan."""
+
+    profile: str
+    runs: list[RunStatus]
+    logs_dir: Path
+    lock_holder: dict[str, Any] | None
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """Return a JSON object from ``path``, or None when it is missing or unreadable."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot read %s (%s); treating it as missing", path, exc)
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _process_alive(pid: int | None, create_time: float | None) -> bool:
+    """Return whether ``pid`` runs and, when ``create_time`` is given, is the same process."""
+    if not pid:
+        return False
+    try:
+        process = psutil.Process(int(pid))
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(process.create_time() - float(create_time)) < 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan
+
+
+def build_plan(params: Params, workspace: Workspace) -> list[Run]:
+    """List the runs for ``params`` in execution order.
+
+    Parameters
+    ----------
+    params : Params
+        Validated parameters; disabled phases are left out.
+    workspace : Workspace
+        Gives the notebooks folder and the absolute paths passed to the notebooks.
+
+    Returns
+    -------
+    list of Run
+        ``data``, the per-feature-set runs grouped by phase, then ``comparison``.
+    """
+    phases = params.phases
+    enabled = {
+        "phase1": phases.phase1.enabled,
+        "phase2_1": phases.phase2_1.enabled,
+        "phase2_2": phases.phase2_2.enabled,
+        "phase2_3": phases.phase2_3.enabled
+        and (phases.phase2_1.enabled or phases.phase2_2.enabled),
+        "baselines": phases.baselines.enabled,
+    }
+    if phases.phase2_3.enabled and not enabled["phase2_3"]:
+        logger.info("phase2_3 left out: it calibrates phase2_1 and phase2_2, which are disabled")
+
+    def make(phase: str, feature_set: str | None, deps: Iterable[str], soft: Iterable[str] = ()):
+        run_id = phase if feature_set is None else f"{phase}.{feature_set}"
+        parameters = {
+            "profile": params.profile,
+            "params_dir": str(workspace.params_dir),
+            "output_root": str(workspace.output_root),
+            "overrides": {},
+            "feature_set": feature_set,
+            "run_id": run_id,
+        }
+        return Run(
+            run_id=run_id,
+            phase=phase,
+            notebook=workspace.notebooks_dir / NOTEBOOK_NAMES[phase],
+            feature_set=feature_set,
+            parameters=parameters,
+            dependencies=tuple(deps),
+            soft_dependencies=tuple(soft),
+        )
+
+    plan = [make("data", None, ())]
+    for phase in PER_FEATURE_SET_PHASES:
+        if not enabled[phase]:
+            continue
+        for feature_set in params.features.feature_sets:
+            deps = ["data"]
+            if phase == "phase2_3":
+                deps += [
+                    f"{upstream}.{feature_set}"
+                    for upstream in ("phase2_1", "phase2_2")
+                    if enabled[upstream]
+                ]
+            plan.append(make(phase, feature_set, deps))
+    plan.append(make("comparison", None, ["data"], [run.run_id for run in plan[1:]]))
+    return plan
+
+
+def _with_overrides(plan: list[Run], overrides: Mapping[str, Any]) -> list[Run]:
+    """Return the plan with ``overrides`` in every run's papermill parameters."""
+    result = []
+    for run in plan:
+        parameters = dict(run.parameters, overrides=dict(overrides))
+        result.append(
+            Run(
+                run.run_id,
+                run.phase,
+                run.notebook,
+                run.feature_set,
+                parameters,
+                run.dependencies,
+                run.soft_dependencies,
+            )
+        )
+    return result
+
+
+def _expand_names(names: Sequence[str], plan: list[Run], option: str) -> set[str]:
+    """Map phase names and run ids to the run ids of ``plan``."""
+    run_ids = [run.run_id for run in plan]
+    selected: set[str] = set()
+    for name in names:
+        if name in run_ids:
+            selected.add(name)
+        elif name in PHASES:
+            matches = [run.run_id for run in plan if run.phase == name]
+            if not matches:
+                raise RunnerError(
+                    f"{option} {name}: that phase is disabled in the parameters; set "
+                    f"phases.{name}.enabled to true or leave it out of {option}"
+                )
+            selected.update(matches)
+        else:
+            raise RunnerError(
+                f"{option} {name!r} is not a phase or run id; allowed phases: "
+                f"{', '.join(PHASES)}; run ids: {', '.join(run_ids)}"
+            )
+    return selected
+
+
+def select_runs(
+    plan: list[Run], phases: Sequence[str] | None, force: Sequence[str] | bool | None
+) -> tuple[list[str], set[str]]:
+    """Choose the runs to bring up to date and the runs to execute even when reusable.
+
+    Parameters
+    ----------
+    plan : list of Run
+        The profile's plan.
+    phases : sequence of str, optional
+        Phase names (``phase2_1``) or run ids (``phase2_1.seed``); None selects the whole plan.
+        The hard dependencies of every selected run are added (and reused when up to date).
+    force : sequence of str or bool, optional
+        True forces every selected run; names force those runs and add them to the selection.
+
+    Returns
+    -------
+    selected : list of str
+        Run ids in plan order.
+    forced : set of str
+        Run ids to execute even when their outputs could be reused.
+
+    Raises
+    ------
+    RunnerError
+        When a name is neither a phase nor a run id of the plan, or names a disabled phase.
+    """
+    by_id = {run.run_id: run for run in plan}
+    wanted = set(by_id) if phases is None else _expand_names(phases, plan, "--phases")
+    forced: set[str] = set()
+    if force is True:
+        forced = set(wanted)
+    elif force:
+        forced = _expand_names(force, plan, "--force")
+        wanted |= forced
+    pending = list(wanted)
+    while pending:
+        for dependency in by_id[pending.pop()].dependencies:
+            if dependency not in wanted:
+                wanted.add(dependency)
+                pending.append(dependency)
+    return [run.run_id for run in plan if run.run_id in wanted], forced
+
+
+# ---------------------------------------------------------------------------------------------
+# Data inventory and keys
+
+
+def resolve_data_dir(configured: str | None, root: Path) -> Path:
+    """Return the nflverse folder: the parameter, else env ``NFLVERSE_DIR``, else ``data/nflverse``.
+
+    Parameters
+    ----------
+    configured : str or None
+        ``data.nflverse_dir`` from the parameters; a relative path is taken from ``root``.
+    root : Path
+        Repository root.
+
+    Returns
+    -------
+    Path
+        Absolute folder path; it may not exist.
+    """
+    chosen = configured or os.environ.get("NFLVERSE_DIR") or "data/nflverse"
+    path = Path(chosen).expanduser()
+    return (path if path.is_absolute() else root / path).resolve()
+
+
+def find_data_files(data_dir: Path) -> tuple[list[Path], list[Path]]:
+    """List the player statistics files and the schedule files in ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir : Path
+        nflverse folder.
+
+    Returns
+    -------
+    player_files, schedule_files : list of Path
+        Sorted paths with a ``.csv``, ``.csv.gz`` or ``.parquet`` suffix.
+    """
+
+    def matching(pattern: str) -> list[Path]:
+        return sorted(p for p in data_dir.glob(pattern) if p.name.endswith(DATA_SUFFIXES))
+
+    players = [path for pattern in PLAYER_FILE_PATTERNS for path in matching(pattern)]
+    return sorted(players), matching(SCHEDULE_FILE_PATTERN)
+
+
+def _read_weeks(path: Path, min_carries: int) -> pd.DataFrame:
+    """Read the season and week of every running back game with ``min_carries`` or more."""
+    wanted = {"season", "week", "position_group", "carries"}
+    if path.name.endswith(".parquet"):
+        frame = pd.read_parquet(path)
+    else:
+        frame = pd.read_csv(path, usecols=lambda column: column in wanted)
+    missing = {"season", "week"} - set(frame.columns)
+    if missing:
+        raise RunnerError(
+            f"{path}: missing column(s) {sorted(missing)}; expected an nflverse player "
+            "statistics file"
+        )
+    if "position_group" in frame.columns:
+        frame = frame[frame["position_group"] == "RB"]
+    if "carries" in frame.columns:
+        frame = frame[pd.to_numeric(frame["carries"], errors="coerce") >= min_carries]
+    return frame[["season", "week"]]
+
+
+def inventory_data(params: Params, root: Path) -> DataInventory:
+    """Checksum the profile's data files and read the weeks each season has.
+
+    Parameters
+    ----------
+    params : Params
+        Validated parameters (``data.nflverse_dir``, ``data.min_carries``).
+    root : Path
+        Repository root, the base of a relative ``data.nflverse_dir``.
+
+    Returns
+    -------
+    DataInventory
+        ``weeks_by_season`` is None when the folder has no player statistics files.
+
+    Raises
+    ------
+    RunnerError
+        When a player statistics file cannot be read or lacks the season or week column.
+    """
+    data_dir = resolve_data_dir(params.data.nflverse_dir, root)
+    player_files, schedule_files = find_data_files(data_dir)
+    checksums = {path.name: sha256_file(path) for path in player_files + schedule_files}
+    if not player_files:
+        return DataInventory(data_dir, checksums, None)
+    frames = []
+    for path in player_files:
+        try:
+            frames.append(_read_weeks(path, params.data.min_carries))
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, RunnerError):
+                raise
+            raise RunnerError(f"cannot read data file {path}: {exc}") from exc
+    weeks = pd.concat(frames, ignore_index=True).dropna().astype(int)
+    weeks_by_season = {
+        int(season): tuple(sorted(int(w) for w in group["week"].unique()))
+        for season, group in weeks.groupby("season")
+    }
+    return DataInventory(data_dir, checksums, weeks_by_season)
+
+
+def source_digest(source_dir: Path) -> str:
+    """Return a SHA-256 over the names and contents of ``source_dir/*.py``."""
+    digest = hashlib.sha256()
+    for path in sorted(source_dir.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def _parameter_subset(params: Params, phase: str) -> dict[str, Any]:
+    """Return the parameters ``phase`` reads, keyed by dotted section name."""
+    dumped = params.model_dump(mode="json")
+    subset = {}
+    for dotted in PHASE_PARAMETERS[phase]:
+        value: Any = dumped
+        for part in dotted.split("."):
+            value = value[part]
+        subset[dotted] = value
+    return subset
+
+
+def compute_key(
+    run: Run,
+    params: Params,
+    inventory: DataInventory,
+    sources: str,
+    dependency_keys: Mapping[str, str | None],
+) -> str:
+    """Return the resume key of ``run``: a SHA-256 over everything its outputs depend on.
+
+    Parameters
+    ----------
+    run : Run
+        The run.
+    params : Params
+        Validated parameters; only the sections listed in ``PHASE_PARAMETERS`` count.
+    inventory : DataInventory
+        Data file checksums.
+    sources : str
+        :func:`source_digest` of the package.
+    dependency_keys : mapping of str to str or None
+        Keys of the run's dependencies; None for a soft dependency without outputs.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
+    notebook = sha256_file(run.notebook) if run.notebook.is_file() else None
+    payload = {
+        "run_id": run.run_id,
+        "profile": params.profile,
+        "feature_set": run.feature_set,
+        "parameters": _parameter_subset(params, run.phase),
+        "data": inventory.checksums,
+        "sources": sources,
+        "notebook": notebook,
+        "dependencies": dict(sorted(dependency_keys.items())),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _result_ok(paths: ProfilePaths, run_id: str) -> bool:
+    result = _read_json(paths.result(run_id))
+    return result is not None and result.get("status") == "ok"
+
+
+def _is_reusable(paths: ProfilePaths, run_id: str, key: str) -> bool:
+    """Return whether the run's record is done with ``key`` and its outputs are complete."""
+    record = _read_json(paths.record(run_id))
+    return (
+        record is not None
+        and record.get("status") == "done"
+        and record.get("key") == key
+        and paths.notebook(run_id).is_file()
+        and _result_ok(paths, run_id)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation and lock
+
+
+def prepare(
+    profile: str,
+    workspace: Workspace,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    phases: Sequence[str] | None = None,
+    force: Sequence[str] | bool | None = None,
+    inventory_function: InventoryFunction | None = None,
+) -> Prepared:
+    """Validate parameters, phase names, notebooks and the data split without writing anything.
+
+    Parameters
+    ----------
+    profile : str
+        Profile name (file stem in ``workspace.params_dir``).
+    workspace : Workspace
+        Folders to use.
+    overrides : mapping of str to value, optional
+        Dotted-key parameter overrides, also passed to every notebook.
+    phases : sequence of str, optional
+        Phases or run ids to bring up to date; None for all.
+    force : sequence of str or bool, optional
+        Runs to execute even when reusable; True for every selected run.
+    inventory_function : callable, optional
+        Returns the :class:`DataInventory` for the parameters; defaults to
+        :func:`inventory_data` on ``workspace.root``.
+
+    Returns
+    -------
+    Prepared
+        The validated plan.
+
+    Raises
+    ------
+    ParamsError
+        Invalid parameters or a split the data cannot support.
+    RunnerError
+        Unknown phase names, missing notebooks, unreadable data files, or no data files while
+        ``data.download`` is false.
+    """
+    overrides = dict(overrides or {})
+    params = load_params(profile, workspace.params_dir, overrides)
+    plan = _with_overrides(build_plan(params, workspace), overrides)
+    selected, forced = select_runs(plan, phases, force)
+    by_id = {run.run_id: run for run in plan}
+    missing = [str(by_id[run_id].notebook) for run_id in selected]
+    missing = [path for path in missing if not Path(path).is_file()]
+    if missing:
+        raise RunnerError(
+            f"notebook(s) not found: {', '.join(missing)}; add them or leave their phases out "
+            "with --phases"
+        )
+    function = inventory_function or (lambda p: inventory_data(p, workspace.root))
+    inventory = function(params)
+    if inventory.weeks_by_season is not None:
+        validate_against_data(params, inventory.seasons, inventory.weeks_by_season)
+    elif params.data.download:
+        logger.warning(
+            "no nflverse player statistics files in %s; the data notebook will download them, "
+            "and the split is checked after it runs",
+            inventory.data_dir,
+        )
+    else:
+        raise RunnerError(
+            f"no nflverse player statistics files in {inventory.data_dir}; set "
+            "data.nflverse_dir or NFLVERSE_DIR to the folder that has them, or set "
+            "data.download to true"
+        )
+    return Prepared(
+        profile=profile,
+        workspace=workspace,
+        params=params,
+        overrides=overrides,
+        plan=plan,
+        selected=selected,
+        forced=forced,
+        inventory=inventory,
+        inventory_function=function,
+        paths=ProfilePaths(workspace.output_root / profile),
+    )
+
+
+def read_lock_holder(paths: ProfilePaths) -> dict[str, Any] | None:
+    """Return the pid file's content when its process is alive, else None."""
+    holder = _read_json(paths.pid_file)
+    if holder and _process_alive(holder.get("pid"), holder.get("create_time")):
+        return holder
+    return None
+
+
+class ProfileLock:
+    """Exclusive lock on one profile's outputs: a file lock plus a pid file naming the holder.
+
+    The operating system releases the file lock when its process dies, even from ``kill -9``,
+    so a pid file whose process is gone marks a stale lock, which :meth:`acquire` clears.
+    """
+
+    def __init__(self, paths: ProfilePaths) -> None:
+        self.paths = paths
+        self._lock = FileLock(paths.lock_file, timeout=0)
+
+    def acquire(self) -> None:
+        """Take the lock and write the pid file.
+
+        Raises
+        ------
+        LockHeldError
+            When another process holds the lock; the message names its pid.
+        """
+        self.paths.state.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            holder = _read_json(self.paths.pid_file) or {}
+            pid = holder.get("pid", "unknown")
+            raise LockHeldError(
+                f"profile {self.paths.base.name} is already being run by pid {pid} (started "
+                f"{holder.get('started', 'at an unknown time')}: "
+                f"{' '.join(holder.get('argv', []))}); wait for it to finish or stop it "
+                f"with kill {pid}"
+            ) from None
+        previous = _read_json(self.paths.pid_file)
+        if previous and previous.get("pid") != os.getpid():
+            logger.warning(
+                "cleared stale lock %s: pid %s (started %s) is no longer running",
+                self.paths.lock_file,
+                previous.get("pid"),
+                previous.get("started"),
+            )
+        me = psutil.Process()
+        write_json_atomic(
+            self.paths.pid_file,
+            {
+                "pid": me.pid,
+                "create_time": me.create_time(),
+                "started": _utc_now(),
+                "argv": sys.argv,
+            },
+        )
+
+    def release(self) -> None:
+        """Remove the pid file and release the lock."""
+        self.paths.pid_file.unlink(missing_ok=True)
+        self._lock.release()
+
+    def __enter__(self) -> ProfileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+# ---------------------------------------------------------------------------------------------
+# Execution
+
+
+class PapermillNoiseFilter(logging.Filter):
+    """Logging filter that drops papermill's per-cell lines and keeps the notebook's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Return False for papermill's per-cell and start-up lines."""
+        message = record.getMessage()
+        return not (record.name.startswith("papermill") and message.startswith(PAPERMILL_NOISE))
+
+
+def _file_handler(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    return handler
+
+
+def _failure_reason(exc: Exception, timeout: float) -> str:
+    """Describe why papermill failed in one line."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        return f"{exc.ename}: {exc.evalue} (cell {exc.exec_count})"
+    if isinstance(exc, CellTimeoutError):
+        return f"timed out: a cell ran longer than {timeout:.0f} s"
+    if isinstance(exc, DeadKernelError):
+        return f"kernel died: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _execute_notebook(
+    run: Run, paths: ProfilePaths, key: str, timeout: int, progress_bar: bool
+) -> RunOutcome:
+    """Execute one run's notebook and record its outcome."""
+    import papermill
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    log_path = paths.logs / f"{run.run_id}.{stamp}.log"
+    partial = paths.partial_notebook(run.run_id)
+    final = paths.notebook(run.run_id)
+    me = psutil.Process()
+    record = {
+        "run_id": run.run_id,
+        "status": "running",
+        "key": key,
+        "pid": me.pid,
+        "create_time": me.create_time(),
+        "started": _utc_now(),
+        "notebook": str(partial),
+        "log": str(log_path),
+        "result": str(paths.result(run.run_id)),
+    }
+    write_json_atomic(paths.record(run.run_id), record)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    started_wall = time.time()
+    started = time.monotonic()
+    handler = _file_handler(log_path)
+    logging.getLogger().addHandler(handler)
+    logger.info("%s: started (notebook %s)", run.run_id, run.notebook.name)
+    error: str | None = None
+    try:
+        try:
+            papermill.execute_notebook(
+                str(run.notebook),
+                str(partial),
+                parameters=run.parameters,
+                cwd=str(run.notebook.parent),
+                log_output=True,
+                progress_bar=progress_bar,
+                execution_timeout=timeout,
+            )
+        except Exception as exc:
+            error = _failure_reason(exc, timeout)
+            logger.debug("%s: papermill raised", run.run_id, exc_info=True)
+        if error is None:
+            error = _check_result(paths.result(run.run_id), started_wall)
+    except BaseException as exc:
+        # KeyboardInterrupt or SystemExit: record the run as failed, then stop the runner.
+        _finish_record(paths, record, "failed", started, f"interrupted: {exc!r}", partial)
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    status = "failed" if error else "done"
+    _finish_record(paths, record, status, started, error, partial)
+    elapsed = time.monotonic() - started
+    if error:
+        logger.error(
+            "%s: failed after %.1fs: %s; notebook %s; log %s",
+            run.run_id,
+            elapsed,
+            error,
+            final,
+            log_path,
+        )
+    else:
+        logger.info("%s: done in %.1fs", run.run_id, elapsed)
+    return RunOutcome(run.run_id, status, elapsed, error, final, log_path)
+
+
+def _check_result(path: Path, started_wall: float) -> str | None:
+    """Return why the result file at ``path`` does not show a successful run, or None."""
+    try:
+        modified = path.stat().st_mtime
+    except FileNotFoundError:
+        return f"the notebook finished but wrote no result file {path}"
+    if modified < started_wall - 1.0:
+        return f"the notebook finished but did not rewrite its result file {path}"
+    result = _read_json(path)
+    if result is None:
+        return f"result file {path} is not a JSON object"
+    if result.get("status") != "ok":
+        reason = result.get("error") or "no error given"
+        return f"result status is {result.get('status')!r}: {reason}"
+    return None
+
+
+def _finish_record(
+    paths: ProfilePaths,
+    record: dict[str, Any],
+    status: str,
+    started: float,
+    error: str | None,
+    partial: Path,
+) -> None:
+    """Move the partial notebook to its final name and write the run's final record."""
+    final = paths.notebook(record["run_id"])
+    if partial.exists():
+        os.replace(partial, final)
+    record.update(
+        status=status,
+        finished=_utc_now(),
+        elapsed_seconds=round(time.monotonic() - started, 3),
+        error=error,
+        notebook=str(final),
+    )
+    write_json_atomic(paths.record(record["run_id"]), record)
+
+
+def _write_blocked(paths: ProfilePaths, run_id: str, key: str, blockers: list[str]) -> str:
+    reason = f"blocked by {', '.join(blockers)}"
+    record = {"run_id": run_id, "status": "blocked", "key": key, "error": reason}
+    record["finished"] = _utc_now()
+    write_json_atomic(paths.record(run_id), record)
+    return reason
+
+
+def cell_timeout_seconds(
+    params: Params, margin_seconds: float = CELL_TIMEOUT_MARGIN_SECONDS
+) -> int:
+    """Return papermill's per-cell timeout: the sampler time limit plus a margin, in seconds.
+
+    Parameters
+    ----------
+    params : Params
+        Gives ``sampler.time_limit_minutes``.
+    margin_seconds : float, default CELL_TIMEOUT_MARGIN_SECONDS
+        Seconds added to the time limit.
+
+    Returns
+    -------
+    int
+        Whole seconds, rounded up, because nbclient accepts only an integer timeout.
+    """
+    return math.ceil(params.sampler.time_limit_minutes * 60.0 + margin_seconds)
+
+
+def execute(
+    prepared: Prepared,
+    *,
+    margin_seconds: float = CELL_TIMEOUT_MARGIN_SECONDS,
+    progress_bar: bool = False,
+) -> list[RunOutcome]:
+    """Run the selected runs in plan order under the profile lock.
+
+    A run whose hard dependency failed or was blocked is blocked; the comparison's dependencies on
+    the phases are soft, so it runs with whatever finished.
+
+    Parameters
+    ----------
+    prepared : Prepared
+        Output of :func:`prepare`.
+    margin_seconds : float, default CELL_TIMEOUT_MARGIN_SECONDS
+        Seconds added to the sampler time limit for papermill's per-cell timeout.
+    progress_bar : bool, default False
+        Show papermill's per-cell progress bar.
+
+    Returns
+    -------
+    list of RunOutcome
+        One per selected run, in plan order.
+
+    Raises
+    ------
+    LockHeldError
+        When another live process runs the same profile.
+    """
+    paths = prepared.paths
+    lock = ProfileLock(paths)
+    lock.acquire()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    handler = _file_handler(paths.logs / f"run_all.{stamp}.log")
+    root_logger = logging.getLogger()
+    root_logger.addHandler(handler)
+    raised_levels = _ensure_info_logging(("papermill", "rbyards"))
+    try:
+        return _execute_locked(prepared, margin_seconds, progress_bar)
+    finally:
+        for name, level in raised_levels.items():
+            logging.getLogger(name).setLevel(level)
+        root_logger.removeHandler(handler)
+        handler.close()
+        lock.release()
+
+
+def _ensure_info_logging(names: Iterable[str]) -> dict[str, int]:
+    """Set the named loggers to INFO where INFO is filtered out; return their old levels."""
+    previous = {}
+    for name in names:
+        named = logging.getLogger(name)
+        if not named.isEnabledFor(logging.INFO):
+            previous[name] = named.level
+            named.setLevel(logging.INFO)
+    return previous
+
+
+def _execute_locked(
+    prepared: Prepared, margin_seconds: float, progress_bar: bool
+) -> list[RunOutcome]:
+    paths = prepared.paths
+    params = prepared.params
+    inventory = prepared.inventory
+    timeout = cell_timeout_seconds(params, margin_seconds)
+    sources = source_digest(prepared.workspace.source_dir)
+    selected = set(prepared.selected)
+    keys: dict[str, str] = {}
+    states: dict[str, str] = {}
+    outcomes: list[RunOutcome] = []
+    started = time.monotonic()
+    logger.info(
+        "profile %s: %d run(s) selected; outputs in %s", prepared.profile, len(selected), paths.base
+    )
+    for run in prepared.plan:
+        dependency_keys: dict[str, str | None] = {dep: keys.get(dep) for dep in run.dependencies}
+        for dep in run.soft_dependencies:
+            dependency_keys[dep] = keys.get(dep) if states.get(dep) in ("done", "reused") else None
+        key = compute_key(run, params, inventory, sources, dependency_keys)
+        keys[run.run_id] = key
+        if run.run_id not in selected:
+            states[run.run_id] = "done" if _is_reusable(paths, run.run_id, key) else "absent"
+            continue
+        blockers = [dep for dep in run.dependencies if states.get(dep) not in ("done", "reused")]
+        if blockers:
+            reason = _write_blocked(paths, run.run_id, key, blockers)
+            logger.warning("%s: skipped, %s", run.run_id, reason)
+            outcomes.append(RunOutcome(run.run_id, "blocked", error=reason))
+            states[run.run_id] = "blocked"
+            continue
+        if run.run_id not in prepared.forced and _is_reusable(paths, run.run_id, key):
+            record = _read_json(paths.record(run.run_id)) or {}
+            logger.info("%s: reused (done %s)", run.run_id, record.get("finished", "earlier"))
+            outcomes.append(RunOutcome(run.run_id, "reused", notebook=paths.notebook(run.run_id)))
+            states[run.run_id] = "reused"
+            continue
+        outcome = _execute_notebook(run, paths, key, timeout, progress_bar)
+        if run.phase == "data" and outcome.status == "done" and inventory.weeks_by_season is None:
+            inventory, key, outcome = _recheck_after_download(prepared, run, sources, outcome)
+            keys[run.run_id] = key
+        outcomes.append(outcome)
+        states[run.run_id] = outcome.status
+    counts = {status: sum(o.status == status for o in outcomes) for status in _OUTCOME_ORDER}
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    logger.info(
+        "profile %s finished in %.1fs: %s; logs in %s",
+        prepared.profile,
+        time.monotonic() - started,
+        summary or "nothing to do",
+        paths.logs,
+    )
+    return outcomes
+
+
+_OUTCOME_ORDER = ("done", "reused", "failed", "blocked")
+
+
+def _recheck_after_download(
+    prepared: Prepared, run: Run, sources: str, outcome: RunOutcome
+) -> tuple[DataInventory, str, RunOutcome]:
+    """Re-read the data after the data notebook downloaded it, check the split, rekey the run."""
+    paths = prepared.paths
+    inventory = prepared.inventory_function(prepared.params)
+    record = _read_json(paths.record(run.run_id)) or {}
+    if inventory.weeks_by_season is None:
+        error = f"the data notebook finished but {inventory.data_dir} has no player statistics"
+    else:
+        try:
+            validate_against_data(prepared.params, inventory.seasons, inventory.weeks_by_season)
+            error = None
+        except ParamsError as exc:
+            error = str(exc)
+    key = compute_key(run, prepared.params, inventory, sources, {})
+    record.update(key=key)
+    if error:
+        record.update(status="failed", error=error)
+        outcome = RunOutcome(run.run_id, "failed", outcome.elapsed_seconds, error, outcome.notebook)
+        logger.error("%s: failed: %s", run.run_id, error)
+    write_json_atomic(paths.record(run.run_id), record)
+    prepared.inventory = inventory
+    return inventory, key, outcome
+
+
+# ---------------------------------------------------------------------------------------------
+# Status
+
+
+def collect_status(
+    profile: str,
+    workspace: Workspace,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    inventory_function: InventoryFunction | None = None,
+) -> StatusReport:
+    """Describe every run of a profile from its state files, without taking the lock.
+
+    Parameters
+    ----------
+    profile : str
+        Profile name.
+    workspace : Workspace
+        Folders to use.
+    overrides : mapping of str to value, optional
+        Overrides to compare keys against (a run done with other overrides shows as stale).
+    inventory_function : callable, optional
+        As in :func:`prepare`.
+
+    Returns
+    -------
+    StatusReport
+        One :class:`RunStatus` per planned run, with state done, running, interrupted, failed,
+        blocked, stale or pending.
+
+    Raises
+    ------
+    ParamsError
+        When the profile's parameters are invalid.
+    """
+    params = load_params(profile, workspace.params_dir, overrides)
+    plan = build_plan(params, workspace)
+    function = inventory_function or (lambda p: inventory_data(p, workspace.root))
+    inventory = function(params)
+    paths = ProfilePaths(workspace.output_root / profile)
+    sources = source_digest(workspace.source_dir)
+    keys: dict[str, str] = {}
+    done: set[str] = set()
+    statuses = []
+    for run in plan:
+        dependency_keys: dict[str, str | None] = {dep: keys.get(dep) for dep in run.dependencies}
+        for dep in run.soft_dependencies:
+            dependency_keys[dep] = keys.get(dep) if dep in done else None
+        key = compute_key(run, params, inventory, sources, dependency_keys)
+        keys[run.run_id] = key
+        status = _run_status(paths, run.run_id, key)
+        if status.state == "done":
+            done.add(run.run_id)
+        statuses.append(status)
+    return StatusReport(profile, statuses, paths.logs, read_lock_holder(paths))
+
+
+def _run_status(paths: ProfilePaths, run_id: str, key: str) -> RunStatus:
+    """Build one run's status from its record and result file."""
+    record = _read_json(paths.record(run_id))
+    if record is None:
+        return RunStatus(run_id, "pending", "not run yet")
+    log = Path(record["log"]) if record.get("log") else None
+    notebook = Path(record["notebook"]) if record.get("notebook") else None
+    state = record.get("status")
+    if state == "running":
+        if _process_alive(record.get("pid"), record.get("create_time")):
+            started = datetime.fromisoformat(record["started"])
+            elapsed = (datetime.now(UTC) - started).total_seconds()
+            detail = f"running for {elapsed:.0f}s in pid {record['pid']}"
+            return RunStatus(run_id, "running", detail, notebook, log)
+        detail = f"pid {record.get('pid')} stopped during the run; the next run starts it again"
+        return RunStatus(run_id, "interrupted", detail, notebook, log)
+    if state == "failed":
+        return RunStatus(run_id, "failed", str(record.get("error")), notebook, log)
+    if state == "blocked":
+        return RunStatus(run_id, "blocked", str(record.get("error")), notebook, log)
+    result = _read_json(paths.result(run_id)) or {}
+    if result.get("status") != "ok":
+        return RunStatus(run_id, "stale", "result file missing or not ok", notebook, log)
+    if record.get("key") != key:
+        detail = "parameters, data, code or notebook changed since it ran"
+        return RunStatus(run_id, "stale", detail, notebook, log)
+    metrics = result.get("metrics") or {}
+    shown = {name: metrics[name] for name in ("coverage_90", "mae") if name in metrics}
+    values = " ".join(
+        f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in shown.items()
+    )
+    detail = f"finished {record.get('finished')} in {record.get('elapsed_seconds', 0):.1f}s"
+    return RunStatus(run_id, "done", f"{detail} {values}".strip(), notebook, log, shown)
+
+
+def format_status(report: StatusReport) -> str:
+    """Render a :class:`StatusReport` as text, one line per run.
+
+    Parameters
+    ----------
+    report : StatusReport
+        Output of :func:`collect_status`.
+
+    Returns
+    -------
+    str
+        Lines for the terminal.
+    """
+    lines = [f"profile {report.profile}"]
+    holder = report.lock_holder
+    if holder:
+        lines.append(f"  run in progress: pid {holder.get('pid')} since {holder.get('started')}")
+    width = max(len(status.run_id) for status in report.runs)
+    for status in report.runs:
+        lines.append(f"  {status.run_id:<{width}}  {status.state:<11}  {status.detail}")
+        if status.state in ("failed", "interrupted") and status.notebook:
+            lines.append(f"  {'':<{width}}  {'':<11}  notebook {status.notebook}")
+    lines.append(f"logs in {report.logs_dir}")
+    return "\n".join(lines)

@@ -1,0 +1,544 @@
+"""Tests of the notebook runner with stand-in notebooks that finish in about a second each.
+
+Every plan notebook is a copy of ``tests/fixtures/notebooks/stand_in.ipynb``; ``behaviour.json``
+next to the copies makes a run wait for a file, sleep, raise or skip its result file, and each
+execution appends its run id to ``executions.log``. The data inventory is made up
+(``tests/fixtures/runner_cli.py``), so no nflverse files are needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(FIXTURES))
+
+from rbyards.params import load_params  # noqa: E402
+from rbyards.runner import (  # noqa: E402
+    NOTEBOOK_NAMES,
+    ProfilePaths,
+    Workspace,
+    build_plan,
+    cell_timeout_seconds,
+    collect_status,
+    compute_key,
+    select_runs,
+)
+from runner_cli import fake_inventory  # noqa: E402
+
+import run_all  # noqa: E402
+
+FULL_PLAN = ["data", "phase2_1.seed", "phase2_2.seed", "phase2_3.seed", "comparison"]
+
+
+@dataclass
+class Project:
+    """A throwaway checkout: stand-in notebooks, the fixture profile and an outputs folder."""
+
+    root: Path
+
+    @property
+    def notebooks(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def paths(self) -> ProfilePaths:
+        return ProfilePaths(self.outputs / "fixture")
+
+    def workspace(self) -> Workspace:
+        return Workspace.from_root(
+            REPO_ROOT,
+            notebooks_dir=self.notebooks,
+            params_dir=self.root / "params",
+            output_root=self.outputs,
+            source_dir=self.root / "source",
+        )
+
+    def argv(self, *extra: str, command: str = "run") -> list[str]:
+        return [
+            command,
+            "--profile",
+            "fixture",
+            "--params-dir",
+            str(self.root / "params"),
+            "--output-root",
+            str(self.outputs),
+            "--notebooks-dir",
+            str(self.notebooks),
+            "--source-dir",
+            str(self.root / "source"),
+            *extra,
+        ]
+
+    def main(self, *extra: str, command: str = "run") -> int:
+        return run_all.main(self.argv(*extra, command=command), inventory_function=fake_inventory)
+
+    def behave(self, behaviour: dict) -> None:
+        (self.notebooks / "behaviour.json").write_text(json.dumps(behaviour))
+
+    def executions(self) -> list[str]:
+        log = self.notebooks / "executions.log"
+        return log.read_text().split() if log.exists() else []
+
+    def record(self, run_id: str) -> dict:
+        return json.loads(self.paths.record(run_id).read_text())
+
+    def status(self, **overrides: object) -> dict[str, object]:
+        report = collect_status(
+            "fixture", self.workspace(), overrides=overrides, inventory_function=fake_inventory
+        )
+        return {status.run_id: status for status in report.runs}
+
+
+def make_project(root: Path) -> Project:
+    """Lay out a project under ``root`` with stand-in notebooks under every plan name."""
+    project = Project(root)
+    project.notebooks.mkdir(parents=True)
+    for name in NOTEBOOK_NAMES.values():
+        shutil.copy(FIXTURES / "notebooks" / "stand_in.ipynb", project.notebooks / name)
+    (root / "params").mkdir()
+    shutil.copy(FIXTURES / "params" / "fixture.yaml", root / "params" / "fixture.yaml")
+    # A fixed package folder, so edits to lib/rbyards during the tests do not change the keys.
+    (root / "source").mkdir()
+    (root / "source" / "module.py").write_text("VALUE = 1\n")
+    project.behave({})
+    return project
+
+
+def copy_project(project: Project, root: Path) -> Project:
+    shutil.copytree(project.root, root)
+    return Project(root)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
+    """Map every file under ``folder`` to its modification time and SHA-256."""
+    return {
+        str(path.relative_to(folder)): (
+            path.stat().st_mtime_ns,
+            hashlib.sha256(path.read_bytes()).hexdigest(),
+        )
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.1)
+
+
+def record_status(project: Project, run_id: str) -> str | None:
+    try:
+        return project.record(run_id).get("status")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def start_runner(project: Project, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(FIXTURES / "runner_cli.py"), *project.argv(*extra)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop_tree(process: subprocess.Popen, children: list[psutil.Process]) -> None:
+    """Kill a runner started by a test and the kernels it launched."""
+    for proc in [*children]:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A project whose whole plan ran once and succeeded."""
+    project = make_project(tmp_path_factory.mktemp("finished") / "project")
+    assert project.main() == 0
+    return project
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan and keys
+
+
+def test_plan_ids_dependencies_and_notebooks() -> None:
+    params = load_params("quick", REPO_ROOT / "params")
+    plan = build_plan(params, Workspace.from_root(REPO_ROOT))
+    by_id = {run.run_id: run for run in plan}
+    assert [run.run_id for run in plan][:3] == ["data", "phase1.seed", "phase1.pregame"]
+    assert len(plan) == 12
+    assert by_id["phase2_3.pregame"].dependencies == (
+        "data",
+        "phase2_1.pregame",
+        "phase2_2.pregame",
+    )
+    assert by_id["comparison"].dependencies == ("data",)
+    assert len(by_id["comparison"].soft_dependencies) == 10
+    assert by_id["baselines.seed"].notebook.name == "30_baselines.ipynb"
+    parameters = by_id["phase2_1.seed"].parameters
+    assert parameters["feature_set"] == "seed"
+    assert parameters["run_id"] == "phase2_1.seed"
+    assert Path(parameters["params_dir"]).is_absolute()
+    assert Path(parameters["output_root"]).is_absolute()
+
+
+def test_plan_drops_disabled_dependency() -> None:
+    params = load_params("quick", REPO_ROOT / "params", {"phases.phase2_1.enabled": False})
+    plan = build_plan(params, Workspace.from_root(REPO_ROOT))
+    by_id = {run.run_id: run for run in plan}
+    assert "phase2_1.seed" not in by_id
+    assert by_id["phase2_3.seed"].dependencies == ("data", "phase2_2.seed")
+
+
+def test_select_runs_adds_dependencies_and_forced() -> None:
+    params = load_params("fixture", FIXTURES / "params")
+    plan = build_plan(params, Workspace.from_root(REPO_ROOT))
+    selected, forced = select_runs(plan, ["phase2_3"], None)
+    assert selected == ["data", "phase2_1.seed", "phase2_2.seed", "phase2_3.seed"]
+    assert forced == set()
+    selected, forced = select_runs(plan, ["comparison"], ["phase2_2.seed"])
+    assert selected == ["data", "phase2_2.seed", "comparison"]
+    assert forced == {"phase2_2.seed"}
+    selected, forced = select_runs(plan, None, True)
+    assert forced == set(FULL_PLAN)
+
+
+def test_key_ignores_parameters_the_phase_does_not_read(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    workspace = project.workspace()
+    base = load_params("fixture", workspace.params_dir)
+    changed = load_params("fixture", workspace.params_dir, {"phases.phase2_2.hidden_units": 9})
+    inventory = fake_inventory(base)
+    run_21, run_22 = build_plan(base, workspace)[1:3]
+    assert compute_key(run_21, base, inventory, "s", {}) == compute_key(
+        run_21, changed, inventory, "s", {}
+    )
+    assert compute_key(run_22, base, inventory, "s", {}) != compute_key(
+        run_22, changed, inventory, "s", {}
+    )
+    assert compute_key(run_21, base, inventory, "s", {}) != compute_key(
+        run_21, base, inventory, "other sources", {}
+    )
+
+
+def test_cell_timeout_adds_margin() -> None:
+    params = load_params("quick", REPO_ROOT / "params")
+    assert cell_timeout_seconds(params) == 4 * 60 + 300
+    assert cell_timeout_seconds(params, margin_seconds=10) == 250
+
+
+# ---------------------------------------------------------------------------------------------
+# Running, reuse and failures
+
+
+def test_first_run_executes_whole_plan(finished: Project) -> None:
+    assert finished.executions() == FULL_PLAN
+    for run_id in FULL_PLAN:
+        record = finished.record(run_id)
+        assert record["status"] == "done"
+        assert len(record["key"]) == 64
+        assert finished.paths.notebook(run_id).is_file()
+        assert not finished.paths.partial_notebook(run_id).exists()
+    logs = sorted(path.name for path in finished.paths.logs.iterdir())
+    assert any(name.startswith("phase2_1.seed.") for name in logs)
+    assert any(name.startswith("run_all.") for name in logs)
+    assert not finished.paths.pid_file.exists()
+
+
+def test_second_run_reuses_finished_runs(
+    finished: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_project(finished, tmp_path / "project")
+    assert project.main() == 0
+    assert project.executions() == FULL_PLAN
+    out = capsys.readouterr().out
+    for run_id in FULL_PLAN:
+        assert f"{run_id}: reused" in out
+
+
+def test_force_reruns_named_phase_only(finished: Project, tmp_path: Path) -> None:
+    project = copy_project(finished, tmp_path / "project")
+    assert project.main("--force", "phase2_2") == 0
+    assert project.executions() == [*FULL_PLAN, "phase2_2.seed"]
+
+
+def test_changed_parameter_reruns_affected_runs(finished: Project, tmp_path: Path) -> None:
+    project = copy_project(finished, tmp_path / "project")
+    assert project.main("--set", "phases.phase2_1.hidden_units=8") == 0
+    rerun = project.executions()[len(FULL_PLAN) :]
+    assert rerun == ["phase2_1.seed", "phase2_3.seed", "comparison"]
+
+
+@pytest.fixture(scope="module")
+def failed_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, int, str]:
+    """A project whose phase2_1.seed raised; returns it, the exit code and the error output."""
+    project = make_project(tmp_path_factory.mktemp("failed") / "project")
+    project.behave({"phase2_1.seed": {"raise": "boom from the stand-in"}})
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = project.main()
+    return project, code, err.getvalue()
+
+
+def test_failed_run_keeps_notebook_and_error(failed_once: tuple[Project, int, str]) -> None:
+    project, code, err = failed_once
+    assert code == 1
+    failed = project.record("phase2_1.seed")
+    assert failed["status"] == "failed"
+    assert failed["error"] == "RuntimeError: boom from the stand-in (cell 4)"
+    notebook = project.paths.notebook("phase2_1.seed")
+    assert "boom from the stand-in" in notebook.read_text()
+    assert "phase2_1.seed: failed after" in err
+    assert str(notebook) in err
+
+
+def test_failed_run_blocks_dependents_only(
+    failed_once: tuple[Project, int, str], tmp_path: Path
+) -> None:
+    failed, _, err = failed_once
+    assert failed.executions() == ["data", "phase2_1.seed", "phase2_2.seed", "comparison"]
+    assert failed.record("phase2_3.seed")["status"] == "blocked"
+    assert "phase2_3.seed: skipped, blocked by phase2_1.seed" in err
+    assert failed.record("comparison")["status"] == "done"
+
+    project = copy_project(failed, tmp_path / "project")
+    project.behave({})
+    assert project.main() == 0
+    assert project.executions()[4:] == ["phase2_1.seed", "phase2_3.seed", "comparison"]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        ({"result_status": "none"}, "the notebook finished but wrote no result file"),
+        (
+            {"result_status": "failed", "error": "sampler diverged"},
+            "result status is 'failed': sampler diverged",
+        ),
+    ],
+)
+def test_run_without_ok_result_fails(tmp_path: Path, behaviour: dict, expected: str) -> None:
+    project = make_project(tmp_path / "project")
+    project.behave({"data": behaviour})
+    assert project.main("--phases", "data") == 1
+    assert project.record("data")["error"].startswith(expected)
+
+
+def test_stale_result_file_is_not_reused(finished: Project, tmp_path: Path) -> None:
+    project = copy_project(finished, tmp_path / "project")
+    project.behave({"data": {"result_status": "none"}})
+    assert project.main("--phases", "data", "--force") == 1
+    assert "did not rewrite its result file" in project.record("data")["error"]
+
+
+def test_hung_cell_times_out(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    project.behave({"data": {"sleep": 60}})
+    started = time.monotonic()
+    # 0.001 minutes plus a 1 s margin, rounded up to whole seconds.
+    argv = ("--phases", "data", "--set", "sampler.time_limit_minutes=0.001")
+    assert project.main(*argv, "--timeout-margin", "1") == 1
+    assert time.monotonic() - started < 30
+    record = project.record("data")
+    assert record["error"].startswith("timed out: a cell ran longer than 2 s")
+    assert project.paths.notebook("data").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Status
+
+
+def test_status_pending_before_any_run(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    states = {status.state for status in project.status().values()}
+    assert states == {"pending"}
+
+
+def test_status_done_failed_blocked_stale(failed_once: tuple[Project, int, str]) -> None:
+    project, _, _ = failed_once
+    states = {run_id: status.state for run_id, status in project.status().items()}
+    assert states == {
+        "data": "done",
+        "phase2_1.seed": "failed",
+        "phase2_2.seed": "done",
+        "phase2_3.seed": "blocked",
+        "comparison": "done",
+    }
+    stale = project.status(**{"phases.phase2_2.hidden_units": 3})
+    assert stale["phase2_2.seed"].state == "stale"
+    assert stale["comparison"].state == "stale"
+    assert stale["data"].state == "done"
+    assert project.status()["data"].metrics == {"coverage_90": 0.875, "mae": 17.25}
+
+
+def test_status_command_prints_runs(finished: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    assert finished.main(command="status") == 0
+    out = capsys.readouterr().out
+    assert "phase2_3.seed" in out
+    assert "coverage_90=0.875 mae=17.250" in out
+    assert f"logs in {finished.paths.logs}" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Interrupted and concurrent runs
+
+
+def test_kill_during_run_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = make_project(tmp_path / "project")
+    hold = tmp_path / "hold"
+    hold.touch()
+    project.behave({"phase2_1.seed": {"hold_file": str(hold)}})
+    runner = start_runner(project, "--phases", "phase2_1")
+    children: list[psutil.Process] = []
+    try:
+        # The kernel logs its run id before it waits on the hold file.
+        wait_for(lambda: project.executions() == ["data", "phase2_1.seed"])
+        running = project.status()["phase2_1.seed"]
+        assert running.state == "running"
+        assert f"pid {runner.pid}" in running.detail
+        children = psutil.Process(runner.pid).children(recursive=True)
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=30)
+    finally:
+        stop_tree(runner, children)
+    assert project.status()["phase2_1.seed"].state == "interrupted"
+    assert project.status()["data"].state == "done"
+
+    hold.unlink()
+    capsys.readouterr()
+    assert project.main("--phases", "phase2_1") == 0
+    captured = capsys.readouterr()
+    assert "cleared stale lock" in captured.err
+    assert f"pid {runner.pid}" in captured.err
+    assert "data: reused" in captured.out
+    assert project.executions() == ["data", "phase2_1.seed", "phase2_1.seed"]
+    assert not project.paths.partial_notebook("phase2_1.seed").exists()
+    assert project.record("phase2_1.seed")["status"] == "done"
+
+
+def test_second_runner_refused_while_first_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = make_project(tmp_path / "project")
+    hold = tmp_path / "hold"
+    hold.touch()
+    project.behave({"data": {"hold_file": str(hold)}})
+    runner = start_runner(project, "--phases", "data")
+    try:
+        wait_for(lambda: record_status(project, "data") == "running")
+        capsys.readouterr()
+        assert project.main() == 2
+        err = capsys.readouterr().err
+        assert f"profile fixture is already being run by pid {runner.pid}" in err
+        assert record_status(project, "data") == "running"
+        hold.unlink()
+        assert runner.wait(timeout=60) == 0
+    finally:
+        stop_tree(runner, [])
+    assert project.executions() == ["data"]
+
+
+def test_stale_pid_file_is_cleared(
+    finished: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_project(finished, tmp_path / "project")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    pid_file = project.paths.pid_file
+    pid_file.write_text(json.dumps({"pid": gone.pid, "started": "2026-01-01T00:00:00+00:00"}))
+    assert project.main("--phases", "data") == 0
+    err = capsys.readouterr().err
+    assert f"cleared stale lock {project.paths.lock_file}: pid {gone.pid}" in err
+    assert not pid_file.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Invalid input: exit code 2, one message, earlier outputs untouched
+
+BAD_INPUT = [
+    ("missing profile", ["--profile", "nope"], "profile 'nope' not found"),
+    ("negative draws", ["--set", "sampler.draws=-5"], "sampler.draws = -5 is invalid"),
+    ("unknown key", ["--set", "sampler.drawz=5"], "unknown key sampler.drawz = 5"),
+    ("wrong type", ["--set", "sampler.chains=two"], "sampler.chains = 'two' is invalid"),
+    ("level above one", ["--set", "evaluation.levels=[0.5,0.9,1.5]"], "levels.2 = 1.5"),
+    ("unknown backend", ["--set", "sampler.backend=stan"], "allowed values: 'nutpie'"),
+    ("expert priors", ["--set", "phases.phase2_2.experts=3"], "one value per expert"),
+    ("unknown phase", ["--phases", "phase9"], "--phases 'phase9' is not a phase or run id"),
+    ("unknown forced", ["--force", "phase9"], "--force 'phase9' is not a phase or run id"),
+    ("disabled phase", ["--phases", "phase1"], "--phases phase1: that phase is disabled"),
+    ("test season absent", ["--set", "split.test_season=2022"], "test_season = 2022 is not in"),
+    ("no test rows", ["--set", "split.test_start_week=13"], "leaves no test rows"),
+    ("no train rows", ["--set", "split.calibration_weeks=40"], "leaves no training rows"),
+    ("season not listed", ["--set", "data.seasons=[2023]"], "is not in data.seasons [2023]"),
+    ("setting syntax", ["--set", "sampler.draws"], "expected KEY=VALUE"),
+    ("unknown command", ["--bogus"], "unrecognized arguments: --bogus"),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [case[1:] for case in BAD_INPUT],
+    ids=[case[0] for case in BAD_INPUT],
+)
+def test_bad_input_exits_2_without_writing(
+    finished: Project, argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = snapshot(finished.outputs)
+    assert finished.main(*argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert snapshot(finished.outputs) == before
+
+
+def test_missing_notebook_exits_2(
+    finished: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_project(finished, tmp_path / "project")
+    (project.notebooks / NOTEBOOK_NAMES["phase2_2"]).unlink()
+    before = snapshot(project.outputs)
+    assert project.main() == 2
+    assert "notebook(s) not found" in capsys.readouterr().err
+    assert snapshot(project.outputs) == before
+
+
+def test_invalid_profile_file_exits_2(
+    finished: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_project(finished, tmp_path / "project")
+    profile = project.root / "params" / "fixture.yaml"
+    profile.write_text(profile.read_text() + "samplerr: {draws: 5}\n")
+    before = snapshot(project.outputs)
+    assert project.main() == 2
+    err = capsys.readouterr().err
+    assert f"{profile}: unknown key samplerr" in err
+    assert snapshot(project.outputs) == before
