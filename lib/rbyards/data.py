@@ -343,7 +343,7 @@ def _read_player_file(path: Path, season: int) -> pd.DataFrame:
     frame["season"] = frame["season"].astype("int64")
     frame["week"] = frame["week"].astype("int64")
 
-    other_seasons = sorted(set(frame["season"].unique()) - {season})
+    other_seasons = sorted({int(value) for value in frame["season"].unique()} - {season})
     if other_seasons:
         raise DataError(
             f"{path}: column 'season' has {other_seasons} but the file name says {season}; "
