@@ -91,8 +91,8 @@ def test_overconfident_model_reaches_nominal():
     after_mean = np.mean(coverage_after, axis=0)
     # Intervals with sd 0.35 for outcomes with sd 0.55 cover about 34% and 70%.
     assert before_mean[1] < 0.75
-    # The conformal guarantee is at least L in expectation; over 30 seeds with 300 calibration
-    # rows the Monte Carlo standard error of the mean coverage is below 0.006.
+    # The conformal guarantee is at least L in expectation. Over 30 seeds with 300 calibration
+    # rows, the Monte Carlo standard error of the mean coverage is below 0.006.
     assert after_mean[0] == pytest.approx(0.5, abs=0.02)
     assert after_mean[1] == pytest.approx(0.9, abs=0.015)
 

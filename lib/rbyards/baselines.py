@@ -9,8 +9,8 @@ compute conformity scores.
 
 Quantile models are fitted on the model scale ``log(yards + log_shift)`` and transformed back,
 which preserves quantiles because the transform is monotone. To keep fitting fast, the linear and
-gradient boosted models fit only :data:`FITTED_LEVELS` (the ends of the scored central intervals,
-the pinball levels and the 0.01/0.99 edges of the grid) and interpolate the other levels
+gradient boosted models fit only :data:`FITTED_LEVELS`: the ends of the scored central intervals,
+the pinball levels and the 0.01/0.99 edges of the grid. The other levels are interpolated
 linearly in the level after sorting, so the returned quantiles never decrease with the level.
 """
 
@@ -280,11 +280,11 @@ def conformalized_quantile_regression(
 
     The base quantile model is fitted on the training rows as in
     :func:`gradient_boosted_quantiles` (or :func:`quantile_regression` with
-    ``base="linear"``). For every central level ``L`` of the grid (pairs of levels ``tau`` and
-    ``1 - tau``), MAPIE 1.6.0's ``ConformalizedQuantileRegressor`` with the fitted lower, upper
-    and median models (``prefit=True``) computes the conformity scores
-    ``max(q_lo - y, y - q_hi)`` on the calibration window and widens or narrows both ends by
-    their finite-sample ``ceil((n + 1) L) / n`` quantile (``symmetric_correction=True``, as in
+    ``base="linear"``). Each central level ``L`` of the grid, a pair of levels ``tau`` and
+    ``1 - tau``, is conformalized by MAPIE 1.6.0's ``ConformalizedQuantileRegressor`` with the
+    fitted lower, upper and median models (``prefit=True``). It computes the conformity scores
+    ``max(q_lo - y, y - q_hi)`` on the calibration window and moves both ends by their
+    finite-sample ``ceil((n + 1) L) / n`` quantile (``symmetric_correction=True``, as in
     Romano, Patterson and Candes, 2019). Scores are computed on the log-shifted scale. The
     median stays the base model's median, and the result is sorted per row because each level
     gets its own correction.
@@ -362,7 +362,7 @@ def conformalized_quantile_regression(
         conformalizer.conformalize(inputs.X_cal, y_cal_model)
         # NOTE: MAPIE 1.6.0 calls logging.basicConfig and logs "The predictions are ill-sorted"
         # on the root logger when a negative correction puts the median outside a narrow
-        # interval; the rows are sorted below, so the message is harmless.
+        # interval. The message is harmless because the rows are sorted below.
         _, intervals = conformalizer.predict_interval(inputs.X_test, symmetric_correction=True)
         result[:, lower_index] = intervals[:, 0, 0]
         result[:, upper_index] = intervals[:, 1, 0]
@@ -475,9 +475,9 @@ def empirical_baseline(
     levels : sequence of float
         Quantile levels to return.
     min_games : int
-        Fewest earlier games that make the player's own distribution usable.
+        Minimum number of earlier games that make the player's own distribution usable.
     max_games : int
-        Most recent games used.
+        Maximum number of most recent games used.
 
     Returns
     -------

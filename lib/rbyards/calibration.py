@@ -2,11 +2,11 @@
 
 The Bayesian model is fitted on training rows and predicts the calibration window and the test
 rows. For each central level ``L`` of the quantile grid, the conformalized quantile regression
-score of Romano, Patterson and Candes (2019, NeurIPS) is computed on the calibration rows,
-``s = max(q_lo - y, y - q_hi)``, and the test interval's ends move out (or in, when ``s`` is
-mostly negative) by the ``ceil((n + 1) L)``-th smallest score. With exchangeable calibration and
-test rows the adjusted interval covers at least ``L`` of test outcomes in expectation. Test
-outcomes are never needed: the functions here take none.
+score of Romano, Patterson and Candes (2019, NeurIPS), ``s = max(q_lo - y, y - q_hi)``, is
+computed on the calibration rows. The test interval's ends then move out by the
+``ceil((n + 1) L)``-th smallest score, or in when that score is negative. With exchangeable
+calibration and test rows the adjusted interval covers at least ``L`` of test outcomes in
+expectation. Test outcomes are never needed: the functions here take none.
 
 MAPIE 1.6.0 implements this score only inside ``ConformalizedQuantileRegressor``, which calls
 ``predict(X)`` on three fitted regressors and has no entry point for precomputed quantile
@@ -51,7 +51,7 @@ class HybridCalibration:
         ``correction`` (on the scale named by ``scale``; positive widens), ``n_calibration``,
         ``calibration_coverage_before`` and ``calibration_coverage_after``. The coverage after
         the adjustment is measured on the same calibration rows that set it, so it is at least
-        the nominal level by construction and says nothing about test coverage.
+        the nominal level by construction and is no estimate of test coverage.
     scale : str
         ``"log(yards + {log_shift})"`` or ``"yards"``: the scale of the scores and corrections.
     """

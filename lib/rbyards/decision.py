@@ -1,7 +1,7 @@
 """Decide which modelling phase to recommend from its test metrics and sampler diagnostics.
 
-A phase succeeds when its run finished (status ``"ok"``), its sampler diagnostics say
-converged, its 90% central interval covers at least ``min_coverage_90`` of test outcomes and
+A phase succeeds when its run finished (status ``"ok"``), its sampler diagnostics report
+convergence, its 90% central interval covers at least ``min_coverage_90`` of test outcomes and
 its median's mean absolute error is at most ``max_mae`` yards. Failed, missing or
 non-converged phases are never recommended, whatever their metrics, because their forecasts
 cannot be trusted. Among succeeding phases the one whose 90% coverage is closest to 0.90 wins;
@@ -108,7 +108,7 @@ def evaluate_phase(
     if not verdict["converged"]:
         detail = diagnostics.get("reasons")
         suffix = f" ({'; '.join(map(str, detail))})" if detail else ""
-        reasons.append(f"sampler diagnostics do not say converged{suffix}")
+        reasons.append(f"sampler diagnostics do not report convergence{suffix}")
 
     metrics = result.get("metrics") or {}
     coverage = _finite_or_none(metrics.get("coverage_90"))

@@ -37,9 +37,6 @@ PINBALL_LEVELS: tuple[float, ...] = (0.05, 0.5, 0.95)
 #: Nominal central levels of :func:`calibration_curve` by default: 0.05..0.95 by 0.05.
 CALIBRATION_CURVE_LEVELS: np.ndarray = np.round(np.arange(1, 20) * 0.05, 6)
 
-#: Per-row score columns that are averaged by :func:`summarize` and the bootstrap.
-_MEAN_SCORES: tuple[str, ...] = ("abs_error", "crps")
-
 
 class EvaluationError(ValueError):
     """Invalid forecast or score input: wrong shapes, levels, missing columns or rows."""
@@ -137,8 +134,8 @@ def quantile_frame(
 def rearrange_quantiles(quantiles: np.ndarray) -> np.ndarray:
     """Sort each row of a quantile array so that quantiles never cross.
 
-    Sorting is the monotone rearrangement of Chernozhukov, Fernandez-Val and Galichon (2010,
-    Econometrica 78(3)): it never increases the pinball loss of a set of quantile estimates.
+    Sorting is the monotone rearrangement of quantile estimates described by Chernozhukov,
+    Fernandez-Val and Galichon (2010, Econometrica 78(3)).
 
     Parameters
     ----------
@@ -287,8 +284,8 @@ def pit_values(
     empirical distribution, so ties between an integer outcome and draws count half. From a
     quantile grid the PIT is interpolated linearly between the two grid levels whose quantiles
     bracket ``y``. Outcomes below the lowest or above the highest grid quantile get the lowest
-    or highest grid level (0.01 or 0.99 on :data:`QUANTILE_LEVELS`) because the grid says
-    nothing about the tails beyond it. When several grid quantiles equal ``y`` the PIT is the
+    or highest grid level (0.01 or 0.99 on :data:`QUANTILE_LEVELS`) because the grid contains
+    no information about the tails beyond it. When several grid quantiles equal ``y`` the PIT is the
     mean of their levels.
 
     Parameters
@@ -334,9 +331,9 @@ def score_forecast(
 
     CRPS comes from ``scoringrules`` 0.10.0: ``crps_ensemble`` (quantile-decomposition
     estimator, the exact CRPS of the empirical distribution) for draws, and ``crps_quantile``
-    for a quantile grid. ``crps_quantile`` averages the pinball loss over the levels it is given
-    and therefore approximates the CRPS only on an evenly spaced grid; the extra 0.025 and 0.975
-    levels of :data:`QUANTILE_LEVELS` are dropped from its input when the 0.01..0.99 grid is
+    for a quantile grid. ``crps_quantile`` averages the pinball loss over the levels it is given,
+    so it approximates the CRPS only on an evenly spaced grid. The extra 0.025 and 0.975 levels
+    of :data:`QUANTILE_LEVELS` are therefore dropped from its input when the 0.01..0.99 grid is
     complete. Pinball losses come from ``scoringrules.quantile_score``. The median is the 0.5
     quantile.
 
@@ -382,33 +379,33 @@ def score_forecast(
     _check_levels(levels, require_sorted=False)
     _check_levels(pinball_levels, require_sorted=False)
 
-    wanted = np.concatenate([_central_bounds_levels(levels), pinball_levels, [0.5]])
+    requested_levels = np.concatenate([_central_bounds_levels(levels), pinball_levels, [0.5]])
     if draws is not None:
         draws = _check_draws(draws, n_rows=y_values.size)
-        at_wanted = quantiles_from_draws(draws, wanted)
+        requested = quantiles_from_draws(draws, requested_levels)
         crps = np.asarray(sr.crps_ensemble(y_values, draws, backend="numpy"), dtype=float)
         pit = pit_values(y_values, draws=draws)
     else:
         grid, grid_levels = _check_quantiles(quantiles, quantile_levels, n_rows=y_values.size)
-        at_wanted = interpolate_quantiles(grid, grid_levels, wanted)
+        requested = interpolate_quantiles(grid, grid_levels, requested_levels)
         crps = _crps_from_grid(y_values, grid, grid_levels)
         pit = _pit_from_grid(y_values, grid, grid_levels)
 
     columns: dict[str, np.ndarray] = {}
     for position, level in enumerate(levels):
-        lower = at_wanted[:, 2 * position]
-        upper = at_wanted[:, 2 * position + 1]
+        lower = requested[:, 2 * position]
+        upper = requested[:, 2 * position + 1]
         label = level_label(level)
         columns[f"covered_{label}"] = (y_values >= lower) & (y_values <= upper)
         columns[f"width_{label}"] = upper - lower
 
-    median = at_wanted[:, -1]
+    median = requested[:, -1]
     columns["median"] = median
     columns["abs_error"] = np.abs(y_values - median)
     columns["squared_error"] = (y_values - median) ** 2
     columns["crps"] = crps
     for position, level in enumerate(pinball_levels):
-        forecast = at_wanted[:, 2 * len(levels) + position]
+        forecast = requested[:, 2 * len(levels) + position]
         score = sr.quantile_score(y_values, forecast, level, backend="numpy")
         columns[f"pinball_{level_label(level)}"] = np.asarray(score, dtype=float)
     columns["pit"] = pit
@@ -824,7 +821,7 @@ def _central_bounds_levels(levels: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def _forecast_quantiles(
-    wanted: np.ndarray,
+    requested_levels: np.ndarray,
     *,
     draws: np.ndarray | None,
     quantiles: pd.DataFrame | np.ndarray | None,
@@ -833,9 +830,9 @@ def _forecast_quantiles(
     if (draws is None) == (quantiles is None):
         raise EvaluationError("pass exactly one of draws= and quantiles=")
     if draws is not None:
-        return quantiles_from_draws(draws, wanted)
+        return quantiles_from_draws(draws, requested_levels)
     grid, grid_levels = _check_quantiles(quantiles, levels)
-    return interpolate_quantiles(grid, grid_levels, wanted)
+    return interpolate_quantiles(grid, grid_levels, requested_levels)
 
 
 def _crps_from_grid(y: np.ndarray, grid: np.ndarray, levels: np.ndarray) -> np.ndarray:
