@@ -341,3 +341,19 @@ def test_central_level_pairs():
     assert central == [0.5, 0.68, 0.8, 0.9, 0.95]
     with pytest.raises(ev.EvaluationError, match="no mirror"):
         ev.central_level_pairs([0.1, 0.5, 0.8])
+
+
+def test_prediction_column_names_accepted():
+    grid = uniform_grid(4)
+    renamed = ev.to_prediction_columns(grid)
+    assert renamed.columns[0] == "q0.010"
+    assert renamed.columns[-1] == "q0.990"
+    y = np.array([10.0, 50.0, 90.0, 97.0])
+    by_name = ev.summarize(ev.score_forecast(y, quantiles=renamed))
+    by_level = ev.summarize(ev.score_forecast(y, quantiles=grid))
+    assert by_name == by_level
+
+
+def test_quantile_levels_read_only():
+    with pytest.raises(ValueError):
+        ev.QUANTILE_LEVELS[0] = 0.5

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 QUANTILE_LEVELS: np.ndarray = np.unique(
     np.round(np.concatenate([np.arange(1, 100) / 100, [0.025, 0.975, 0.16, 0.84]]), 6)
 )
+QUANTILE_LEVELS.setflags(write=False)
 
 #: Central interval levels scored by :func:`score_forecast` by default.
 COVERAGE_LEVELS: tuple[float, ...] = (0.5, 0.68, 0.8, 0.9, 0.95)
@@ -70,6 +71,26 @@ def level_label(level: float) -> str:
 def quantile_column_name(level: float) -> str:
     """Return the column name of one quantile level in prediction files, e.g. ``"q0.010"``."""
     return f"q{level:.3f}"
+
+
+def to_prediction_columns(quantiles: pd.DataFrame) -> pd.DataFrame:
+    """Rename float-level quantile columns to the ``"q0.010"`` names of prediction files.
+
+    Parameters
+    ----------
+    quantiles : pd.DataFrame
+        Forecast quantiles whose columns are float levels.
+
+    Returns
+    -------
+    pd.DataFrame
+        A copy with columns renamed by :func:`quantile_column_name`. :func:`score_forecast`
+        and the other scoring functions accept either naming.
+    """
+    _, levels = _check_quantiles(quantiles, None)
+    renamed = quantiles.copy()
+    renamed.columns = [quantile_column_name(level) for level in levels]
+    return renamed
 
 
 def quantiles_from_draws(
@@ -345,8 +366,8 @@ def score_forecast(
         Predictive draws of shape (n_rows, n_draws). Give exactly one of ``draws`` and
         ``quantiles``.
     quantiles : pd.DataFrame or np.ndarray, optional
-        Non-decreasing predictive quantiles; a DataFrame carries its levels as float column
-        labels, an array needs ``quantile_levels``.
+        Non-decreasing predictive quantiles; a DataFrame carries its levels as column labels
+        (floats or ``"q0.010"`` style names), an array needs ``quantile_levels``.
     quantile_levels : sequence of float, optional
         Levels of the columns of an array ``quantiles``; defaults to :data:`QUANTILE_LEVELS`.
     levels : sequence of float
@@ -780,7 +801,7 @@ def _check_quantiles(
                 "quantiles is a DataFrame whose columns are its levels; drop quantile_levels="
             )
         try:
-            levels = np.asarray(quantiles.columns, dtype=float)
+            levels = np.array([_parse_level(column) for column in quantiles.columns])
         except (TypeError, ValueError) as error:
             raise EvaluationError(
                 f"quantile columns {list(quantiles.columns)[:5]} are not float levels; label "
@@ -809,6 +830,13 @@ def _check_quantiles(
             "sort each row first, e.g. with evaluation.rearrange_quantiles"
         )
     return values, levels
+
+
+def _parse_level(column: object) -> float:
+    """Read a quantile level from a float column label or a ``"q0.010"`` style name."""
+    if isinstance(column, str) and column.startswith("q"):
+        return float(column[1:])
+    return float(column)
 
 
 def _central_bounds_levels(levels: Sequence[float] | np.ndarray) -> np.ndarray:
