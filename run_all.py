@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="run",
         help="run the plan (default) or show the state of every run",
     )
+
     parser.add_argument("--profile", default="default", help="parameter profile in params/")
     parser.add_argument(
         "--phases",
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a parameter by dotted key, value in YAML syntax; repeatable",
     )
+
     parser.add_argument(
         "--progress-bar", action="store_true", help="show papermill's per-cell progress bar"
     )
@@ -122,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--params-dir", type=Path, help="folder of profile files (params/)")
     parser.add_argument("--output-root", type=Path, help="root of all outputs (outputs/)")
+
     # Test seams: another notebooks folder and another package folder for the resume key.
     parser.add_argument("--notebooks-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--source-dir", type=Path, help=argparse.SUPPRESS)

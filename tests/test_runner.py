@@ -1,8 +1,8 @@
 """Tests of the notebook runner with stand-in notebooks that finish in about a second each.
 
-Every plan notebook is a copy of ``tests/fixtures/notebooks/stand_in.ipynb``; ``behaviour.json``
-next to the copies makes a run wait for a file, sleep, raise or skip its result file, and each
-execution appends its run id to ``executions.log``. The data inventory is made up
+Every plan notebook is a copy of ``tests/fixtures/notebooks/stand_in.ipynb``. A test writes
+``behaviour.json`` next to the copies to make a run wait for a file, sleep, raise or skip its
+result file. Each execution appends its run id to ``executions.log``. The data inventory is made up
 (``tests/fixtures/runner_cli.py``), so no nflverse files are needed.
 """
 
@@ -472,13 +472,13 @@ def test_stale_pid_file_is_cleared(
     finished: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = copy_project(finished, tmp_path / "project")
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
     pid_file = project.paths.pid_file
-    pid_file.write_text(json.dumps({"pid": gone.pid, "started": "2026-01-01T00:00:00+00:00"}))
+    pid_file.write_text(json.dumps({"pid": exited.pid, "started": "2026-01-01T00:00:00+00:00"}))
     assert project.main("--phases", "data") == 0
     err = capsys.readouterr().err
-    assert f"cleared stale lock {project.paths.lock_file}: pid {gone.pid}" in err
+    assert f"cleared stale lock {project.paths.lock_file}: pid {exited.pid}" in err
     assert not pid_file.exists()
 
 

@@ -1,6 +1,6 @@
 """Study parameters: YAML profiles in ``params/<profile>.yaml`` validated with pydantic.
 
-Every notebook and the runner read the same validated :class:`Params`. A profile file holds every
+Every notebook and the runner read the same validated :class:`Params`. A profile file contains every
 setting of the study (data, split, features, sampler, phases, evaluation). Overrides are dotted keys
 (``{"sampler.draws": 200}``) applied on top of the file before validation, so the same checks cover
 both. Checks that need the data (is the test season there, does the split leave rows in each role)
@@ -47,7 +47,7 @@ class _Section(BaseModel):
 
 
 class DataParams(_Section):
-    """Where the nflverse files are and which rows to model."""
+    """Location of the nflverse files and the rows to model."""
 
     nflverse_dir: str | None = None
     seasons: list[Annotated[int, Field(ge=1999, le=2100)]] | None = None
@@ -162,7 +162,7 @@ class BaselinesParams(_Section):
 
 
 class PhasesParams(_Section):
-    """Which phases run and their model settings."""
+    """On/off switch and model settings of each phase."""
 
     phase1: Phase1Params = Field(default_factory=Phase1Params)
     phase2_1: Phase21Params = Field(default_factory=Phase21Params)
@@ -369,7 +369,7 @@ def load_params(
     ------
     ParamsError
         When the file is missing (the message lists the profiles that exist), is not valid YAML,
-        or holds an unknown key or an invalid value (the message names the file, the dotted key,
+        or contains an unknown key or an invalid value (the message names the file, the dotted key,
         the value and the allowed values).
     """
     path = Path(params_dir) / f"{profile}.yaml"

@@ -1,8 +1,8 @@
 """Provenance and atomic file writes: package versions, git commit, checksums, result files.
 
-Every result a notebook writes goes through :func:`write_result`, so a reader never sees a half
-written file: the content goes to a temporary file in the same folder, which is then renamed over
-the target (``os.replace`` is atomic on POSIX file systems when both names are on one file system).
+Notebooks write results through :func:`write_result`, so a reader never sees a half-written file.
+The content goes to a temporary file in the same folder, which is then renamed over the target.
+``os.replace`` is atomic on POSIX when both names are on one file system.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-# Distribution names as pip knows them, keyed by the name shown in result files.
+# Distribution names on PyPI, keyed by the name shown in result files.
 TRACKED_PACKAGES = {
     "pymc": "pymc",
     "pytensor": "pytensor",

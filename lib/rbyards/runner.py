@@ -234,7 +234,7 @@ class Prepared:
 
 @dataclass
 class RunOutcome:
-    """What happened to one selected run: done, reused, failed or blocked."""
+    """Outcome of one selected run: done, reused, failed or blocked."""
 
     run_id: str
     status: str
@@ -433,20 +433,20 @@ def select_runs(
         When a name is neither a phase nor a run id of the plan, or names a disabled phase.
     """
     by_id = {run.run_id: run for run in plan}
-    wanted = set(by_id) if phases is None else _expand_names(phases, plan, "--phases")
+    requested = set(by_id) if phases is None else _expand_names(phases, plan, "--phases")
     forced: set[str] = set()
     if force is True:
-        forced = set(wanted)
+        forced = set(requested)
     elif force:
         forced = _expand_names(force, plan, "--force")
-        wanted |= forced
-    pending = list(wanted)
+        requested |= forced
+    pending = list(requested)
     while pending:
         for dependency in by_id[pending.pop()].dependencies:
-            if dependency not in wanted:
-                wanted.add(dependency)
+            if dependency not in requested:
+                requested.add(dependency)
                 pending.append(dependency)
-    return [run.run_id for run in plan if run.run_id in wanted], forced
+    return [run.run_id for run in plan if run.run_id in requested], forced
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,11 +496,11 @@ def find_data_files(data_dir: Path) -> tuple[list[Path], list[Path]]:
 
 def _read_weeks(path: Path, min_carries: int) -> pd.DataFrame:
     """Read the season and week of every running back game with ``min_carries`` or more."""
-    wanted = {"season", "week", "position_group", "carries"}
+    columns = {"season", "week", "position_group", "carries"}
     if path.name.endswith(".parquet"):
         frame = pd.read_parquet(path)
     else:
-        frame = pd.read_csv(path, usecols=lambda column: column in wanted)
+        frame = pd.read_csv(path, usecols=lambda column: column in columns)
     missing = {"season", "week"} - set(frame.columns)
     if missing:
         raise RunnerError(
@@ -1023,50 +1023,69 @@ def _ensure_info_logging(names: Iterable[str]) -> dict[str, int]:
     return previous
 
 
+def _dependency_keys(
+    run: Run, keys: Mapping[str, str], finished: set[str]
+) -> dict[str, str | None]:
+    """Return the keys of a run's dependencies; a soft one counts only when it finished."""
+    dependency_keys: dict[str, str | None] = {dep: keys.get(dep) for dep in run.dependencies}
+    for dep in run.soft_dependencies:
+        dependency_keys[dep] = keys.get(dep) if dep in finished else None
+    return dependency_keys
+
+
 def _execute_locked(
     prepared: Prepared, margin_seconds: float, progress_bar: bool
 ) -> list[RunOutcome]:
+    """Walk the plan: block, reuse or execute each selected run; compute every run's key."""
     paths = prepared.paths
-    params = prepared.params
-    inventory = prepared.inventory
-    timeout = cell_timeout_seconds(params, margin_seconds)
+    timeout = cell_timeout_seconds(prepared.params, margin_seconds)
     sources = source_digest(prepared.workspace.source_dir)
-    selected = set(prepared.selected)
     keys: dict[str, str] = {}
-    states: dict[str, str] = {}
+    finished: set[str] = set()
     outcomes: list[RunOutcome] = []
     started = time.monotonic()
     logger.info(
-        "profile %s: %d run(s) selected; outputs in %s", prepared.profile, len(selected), paths.base
+        "profile %s: %d run(s) selected; outputs in %s",
+        prepared.profile,
+        len(prepared.selected),
+        paths.base,
     )
+
     for run in prepared.plan:
-        dependency_keys: dict[str, str | None] = {dep: keys.get(dep) for dep in run.dependencies}
-        for dep in run.soft_dependencies:
-            dependency_keys[dep] = keys.get(dep) if states.get(dep) in ("done", "reused") else None
-        key = compute_key(run, params, inventory, sources, dependency_keys)
+        dependency_keys = _dependency_keys(run, keys, finished)
+        key = compute_key(run, prepared.params, prepared.inventory, sources, dependency_keys)
         keys[run.run_id] = key
-        if run.run_id not in selected:
-            states[run.run_id] = "done" if _is_reusable(paths, run.run_id, key) else "absent"
+        if run.run_id not in prepared.selected:
+            # Not selected: its earlier outputs still count for the runs that depend on it.
+            if _is_reusable(paths, run.run_id, key):
+                finished.add(run.run_id)
             continue
-        blockers = [dep for dep in run.dependencies if states.get(dep) not in ("done", "reused")]
+
+        blockers = [dep for dep in run.dependencies if dep not in finished]
         if blockers:
             reason = _write_blocked(paths, run.run_id, key, blockers)
             logger.warning("%s: skipped, %s", run.run_id, reason)
             outcomes.append(RunOutcome(run.run_id, "blocked", error=reason))
-            states[run.run_id] = "blocked"
             continue
+
         if run.run_id not in prepared.forced and _is_reusable(paths, run.run_id, key):
             record = _read_json(paths.record(run.run_id)) or {}
             logger.info("%s: reused (done %s)", run.run_id, record.get("finished", "earlier"))
             outcomes.append(RunOutcome(run.run_id, "reused", notebook=paths.notebook(run.run_id)))
-            states[run.run_id] = "reused"
+            finished.add(run.run_id)
             continue
+
         outcome = _execute_notebook(run, paths, key, timeout, progress_bar)
-        if run.phase == "data" and outcome.status == "done" and inventory.weeks_by_season is None:
-            inventory, key, outcome = _recheck_after_download(prepared, run, sources, outcome)
-            keys[run.run_id] = key
+        if (
+            run.phase == "data"
+            and outcome.status == "done"
+            and prepared.inventory.weeks_by_season is None
+        ):
+            keys[run.run_id], outcome = _recheck_after_download(prepared, run, sources, outcome)
         outcomes.append(outcome)
-        states[run.run_id] = outcome.status
+        if outcome.status == "done":
+            finished.add(run.run_id)
+
     counts = {status: sum(o.status == status for o in outcomes) for status in _OUTCOME_ORDER}
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
     logger.info(
@@ -1084,8 +1103,12 @@ _OUTCOME_ORDER = ("done", "reused", "failed", "blocked")
 
 def _recheck_after_download(
     prepared: Prepared, run: Run, sources: str, outcome: RunOutcome
-) -> tuple[DataInventory, str, RunOutcome]:
-    """Re-read the data after the data notebook downloaded it, check the split, rekey the run."""
+) -> tuple[str, RunOutcome]:
+    """Re-read the data the data notebook downloaded, check the split and rekey the data run.
+
+    Updates ``prepared.inventory``, so later runs' keys use the downloaded files' checksums.
+    Returns the data run's new key and its outcome, failed when the split does not fit the data.
+    """
     paths = prepared.paths
     inventory = prepared.inventory_function(prepared.params)
     record = _read_json(paths.record(run.run_id)) or {}
@@ -1105,7 +1128,7 @@ def _recheck_after_download(
         logger.error("%s: failed: %s", run.run_id, error)
     write_json_atomic(paths.record(run.run_id), record)
     prepared.inventory = inventory
-    return inventory, key, outcome
+    return key, outcome
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1150,17 +1173,14 @@ def collect_status(
     paths = ProfilePaths(workspace.output_root / profile)
     sources = source_digest(workspace.source_dir)
     keys: dict[str, str] = {}
-    done: set[str] = set()
+    finished: set[str] = set()
     statuses = []
     for run in plan:
-        dependency_keys: dict[str, str | None] = {dep: keys.get(dep) for dep in run.dependencies}
-        for dep in run.soft_dependencies:
-            dependency_keys[dep] = keys.get(dep) if dep in done else None
-        key = compute_key(run, params, inventory, sources, dependency_keys)
+        key = compute_key(run, params, inventory, sources, _dependency_keys(run, keys, finished))
         keys[run.run_id] = key
         status = _run_status(paths, run.run_id, key)
         if status.state == "done":
-            done.add(run.run_id)
+            finished.add(run.run_id)
         statuses.append(status)
     return StatusReport(profile, statuses, paths.logs, read_lock_holder(paths))
 
@@ -1173,6 +1193,7 @@ def _run_status(paths: ProfilePaths, run_id: str, key: str) -> RunStatus:
     log = Path(record["log"]) if record.get("log") else None
     notebook = Path(record["notebook"]) if record.get("notebook") else None
     state = record.get("status")
+
     if state == "running":
         if _process_alive(record.get("pid"), record.get("create_time")):
             started = datetime.fromisoformat(record["started"])
@@ -1185,20 +1206,22 @@ def _run_status(paths: ProfilePaths, run_id: str, key: str) -> RunStatus:
         return RunStatus(run_id, "failed", str(record.get("error")), notebook, log)
     if state == "blocked":
         return RunStatus(run_id, "blocked", str(record.get("error")), notebook, log)
+
     result = _read_json(paths.result(run_id)) or {}
     if result.get("status") != "ok":
         return RunStatus(run_id, "stale", "result file missing or not ok", notebook, log)
     if record.get("key") != key:
         detail = "parameters, data, code or notebook changed since it ran"
         return RunStatus(run_id, "stale", detail, notebook, log)
+
     metrics = result.get("metrics") or {}
-    shown = {name: metrics[name] for name in ("coverage_90", "mae") if name in metrics}
+    key_metrics = {name: metrics[name] for name in ("coverage_90", "mae") if name in metrics}
     values = " ".join(
         f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"
-        for name, value in shown.items()
+        for name, value in key_metrics.items()
     )
     detail = f"finished {record.get('finished')} in {record.get('elapsed_seconds', 0):.1f}s"
-    return RunStatus(run_id, "done", f"{detail} {values}".strip(), notebook, log, shown)
+    return RunStatus(run_id, "done", f"{detail} {values}".strip(), notebook, log, key_metrics)
 
 
 def format_status(report: StatusReport) -> str:
