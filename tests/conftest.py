@@ -125,7 +125,7 @@ def league_factory() -> Callable[..., tuple[pd.DataFrame, pd.DataFrame]]:
     return make_league
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """Folder of the real nflverse files from NFLVERSE_DIR; skips the test when unavailable."""
     configured = os.environ.get("NFLVERSE_DIR")

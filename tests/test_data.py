@@ -214,7 +214,7 @@ def test_header_only_file_rejected(tmp_path):
 
 def test_season_not_matching_file_name(tmp_path):
     _write(_season_frame(2022), tmp_path / "player_stats_2023.csv")
-    with pytest.raises(DataError, match=r"\[2022\] but the file name says 2023"):
+    with pytest.raises(DataError, match=r"\[2022\] but the file name is for season 2023"):
         data.load_player_weeks(tmp_path, download=False)
 
 

@@ -346,8 +346,8 @@ def _read_player_file(path: Path, season: int) -> pd.DataFrame:
     other_seasons = sorted({int(value) for value in frame["season"].unique()} - {season})
     if other_seasons:
         raise DataError(
-            f"{path}: column 'season' has {other_seasons} but the file name says {season}; "
-            "rename the file or remove those rows"
+            f"{path}: column 'season' has {other_seasons} but the file name is for season "
+            f"{season}; rename the file or remove those rows"
         )
     bad_types = sorted(set(frame["season_type"].astype(str).unique()) - set(SEASON_TYPES))
     if bad_types:
@@ -409,8 +409,8 @@ def load_player_weeks(
     """
     folder = Path(data_dir)
     if seasons is None:
-        wanted = discover_seasons(folder)
-        if not wanted:
+        requested = discover_seasons(folder)
+        if not requested:
             raise DataNotFoundError(
                 f"no nflverse player statistics files in {folder} (looked for "
                 "player_stats_{season} and stats_player_week_{season} as .csv, .csv.gz or "
@@ -418,11 +418,11 @@ def load_player_weeks(
                 "data.seasons"
             )
     else:
-        wanted = sorted({int(season) for season in seasons})
-        if not wanted:
+        requested = sorted({int(season) for season in seasons})
+        if not requested:
             raise DataError("seasons is empty; list at least one season or pass None")
 
-    paths = {season: find_player_file(folder, season) for season in wanted}
+    paths = {season: find_player_file(folder, season) for season in requested}
     missing = [season for season, path in paths.items() if path is None]
     if missing:
         names = [name for season in missing for name in player_file_names(season)]
@@ -468,8 +468,8 @@ def load_schedule(data_dir: str | os.PathLike[str], *, download: bool = True) ->
     Returns
     -------
     pandas.DataFrame
-        Every column of the file; season and week as int64, spread_line, total_line, away_rest,
-        home_rest (and scores when present) as float64, team codes and game_id as strings.
+        Every column of the file. Season and week are int64. Spread_line, total_line, away_rest,
+        home_rest and the scores (when present) are float64. Team codes and game_id are strings.
 
     Raises
     ------
@@ -550,9 +550,9 @@ def file_checksums(
         When a season's player file or the schedule is missing. Nothing is downloaded.
     """
     folder = Path(data_dir)
-    wanted = discover_seasons(folder) if seasons is None else sorted({int(s) for s in seasons})
+    requested = discover_seasons(folder) if seasons is None else sorted({int(s) for s in seasons})
     paths = []
-    for season in wanted:
+    for season in requested:
         path = find_player_file(folder, season)
         if path is None:
             raise DataNotFoundError(_not_found(folder, player_file_names(season), _NO_DOWNLOAD))

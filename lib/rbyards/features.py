@@ -1,10 +1,10 @@
 """Build the modelling dataset: running back games, features, time split and carry tiers.
 
 A modelled row is one running back game (``position_group == "RB"``) with at least
-``min_carries`` carries; such rows are called qualifying games below. Games of a player are
-ordered by (season, week); nflverse numbers playoff weeks after the regular season's last week,
-so POST games follow REG games of the same season, and :func:`build_dataset` raises when a
-season's numbering breaks that order.
+``min_carries`` carries. Such rows are called qualifying games below. Games of a player are
+ordered by (season, week). This puts POST games after the REG games of their season because
+nflverse numbers playoff weeks after the regular season's last week, and :func:`build_dataset`
+raises when a season's numbering breaks that order.
 
 Feature sets
 ------------
@@ -28,7 +28,8 @@ Definitions (every window excludes the game itself):
   ``rest_days``: the team's days of rest (``home_rest`` or ``away_rest``).
 - ``opponent_rush_yards_allowed``: the opponent defence's mean, over its earlier games of the
   same season, of the rushing yards that all running backs facing it gained in a game (every RB
-  row of the player file counts here, whatever its carries).
+  row of the player file counts here, whatever its carries). A game in which no opposing RB
+  row exists is left out of the mean rather than counted as 0 yards.
 
 Gap fill: a feature that has no earlier game to use (a player's first qualifying game, a
 season's first game, a defence's first game of the season) or has no betting line is filled
