@@ -30,15 +30,21 @@ FIXTURES = REPO_ROOT / "tests" / "fixtures"
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(FIXTURES))
 
-from rbyards.params import load_params  # noqa: E402
+from rbyards.params import load_params, validate_against_data  # noqa: E402
 from rbyards.runner import (  # noqa: E402
     NOTEBOOK_NAMES,
+    DataInventory,
     ProfilePaths,
+    RunnerError,
     Workspace,
     build_plan,
     cell_timeout_seconds,
     collect_status,
     compute_key,
+    execute,
+    format_status,
+    inventory_data,
+    prepare,
     select_runs,
 )
 from runner_cli import fake_inventory  # noqa: E402
@@ -257,6 +263,115 @@ def test_cell_timeout_adds_margin() -> None:
     assert cell_timeout_seconds(params, margin_seconds=10) == 250
 
 
+def test_inventory_reads_rb_weeks(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    pd.DataFrame(
+        {
+            "season": [2023, 2023, 2023, 2023],
+            "week": [1, 2, 3, 4],
+            "position_group": ["RB", "RB", "WR", "RB"],
+            "carries": [12, 3, 9, 5],
+        }
+    ).to_csv(tmp_path / "player_stats_2023.csv", index=False)
+    pd.DataFrame(
+        {"season": [2024, 2024], "week": [1, 7], "position_group": ["RB", "RB"]}
+    ).to_parquet(tmp_path / "stats_player_week_2024.parquet")
+    (tmp_path / "games.csv").write_text("game_id,season\nx,2024\n")
+    (tmp_path / "notes.txt").write_text("not data")
+    params = load_params("quick", REPO_ROOT / "params", {"data.nflverse_dir": str(tmp_path)})
+    inventory = inventory_data(params, REPO_ROOT)
+    assert inventory.data_dir == tmp_path.resolve()
+    assert inventory.weeks_by_season == {2023: (1, 4), 2024: (1, 7)}
+    assert sorted(inventory.checksums) == [
+        "games.csv",
+        "player_stats_2023.csv",
+        "stats_player_week_2024.parquet",
+    ]
+
+
+def test_inventory_without_files(tmp_path: Path) -> None:
+    params = load_params("quick", REPO_ROOT / "params", {"data.nflverse_dir": str(tmp_path)})
+    inventory = inventory_data(params, REPO_ROOT)
+    assert inventory.weeks_by_season is None
+    assert inventory.checksums == {}
+
+
+def test_no_data_without_download_rejected(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    with pytest.raises(RunnerError, match="no nflverse player statistics files in"):
+        prepare(
+            "fixture",
+            project.workspace(),
+            overrides={"data.nflverse_dir": str(tmp_path / "empty")},
+        )
+
+
+class DownloadingInventory:
+    """Inventory with no files until the data notebook has run, then the given weeks."""
+
+    def __init__(self, project: Project, weeks: dict[int, tuple[int, ...]]) -> None:
+        self.project = project
+        self.weeks = weeks
+
+    def __call__(self, params: object) -> DataInventory:
+        if "data" not in self.project.executions():
+            return DataInventory(Path("/nonexistent"), {}, None)
+        return DataInventory(Path("/nonexistent"), {"player_stats_2024.csv": "c" * 64}, self.weeks)
+
+
+def test_split_checked_after_download(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    inventory = DownloadingInventory(project, {2023: tuple(range(1, 19)), 2024: (1, 2, 3)})
+    prepared = prepare(
+        "fixture",
+        project.workspace(),
+        overrides={"data.download": True},
+        phases=["phase2_1"],
+        inventory_function=inventory,
+    )
+    outcomes = {outcome.run_id: outcome for outcome in execute(prepared)}
+    assert outcomes["data"].status == "failed"
+    assert "leaves no test rows: season 2024 has weeks up to 3" in outcomes["data"].error
+    assert outcomes["phase2_1.seed"].status == "blocked"
+    assert project.executions() == ["data"]
+
+
+def test_data_rekeyed_after_download(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    inventory = DownloadingInventory(project, {2023: tuple(range(1, 19)), 2024: (1, 7, 8)})
+    overrides = {"data.download": True}
+    prepared = prepare(
+        "fixture",
+        project.workspace(),
+        overrides=overrides,
+        phases=["data"],
+        inventory_function=inventory,
+    )
+    assert execute(prepared)[0].status == "done"
+    # The second invocation sees the downloaded files from the start and reuses the data run.
+    again = prepare(
+        "fixture",
+        project.workspace(),
+        overrides=overrides,
+        phases=["data"],
+        inventory_function=inventory,
+    )
+    assert execute(again)[0].status == "reused"
+
+
+@pytest.mark.realdata
+def test_inventory_of_real_data() -> None:
+    data_dir = os.environ.get("NFLVERSE_DIR")
+    if not data_dir or not Path(data_dir).is_dir():
+        pytest.skip("NFLVERSE_DIR is unset or not a folder; point it at the nflverse files")
+    params = load_params("default", REPO_ROOT / "params", {"data.nflverse_dir": data_dir})
+    inventory = inventory_data(params, REPO_ROOT)
+    assert 2024 in inventory.seasons
+    assert max(inventory.weeks_by_season[2024]) >= params.split.test_start_week
+    assert "games.csv" in inventory.checksums
+    validate_against_data(params, inventory.seasons, inventory.weeks_by_season)
+
+
 # ---------------------------------------------------------------------------------------------
 # Running, reuse and failures
 
@@ -399,6 +514,18 @@ def test_status_done_failed_blocked_stale(failed_once: tuple[Project, int, str])
     assert stale["comparison"].state == "stale"
     assert stale["data"].state == "done"
     assert project.status()["data"].metrics == {"coverage_90": 0.875, "mae": 17.25}
+
+
+def test_status_text_shows_failed_paths(failed_once: tuple[Project, int, str]) -> None:
+    project, _, _ = failed_once
+    report = collect_status("fixture", project.workspace(), inventory_function=fake_inventory)
+    text = format_status(report)
+    record = project.record("phase2_1.seed")
+    rows = {line.split()[0]: line.split(None, 2)[1:] for line in text.splitlines()[1:-1]}
+    assert rows["phase2_1.seed"] == ["failed", "RuntimeError: boom from the stand-in (cell 4)"]
+    assert rows["phase2_3.seed"] == ["blocked", "blocked by phase2_1.seed"]
+    assert f"notebook {project.paths.notebook('phase2_1.seed')}" in text
+    assert f"log {record['log']}" in text
 
 
 def test_status_command_prints_runs(finished: Project, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1244,7 +1244,11 @@ def format_status(report: StatusReport) -> str:
     width = max(len(status.run_id) for status in report.runs)
     for status in report.runs:
         lines.append(f"  {status.run_id:<{width}}  {status.state:<11}  {status.detail}")
-        if status.state in ("failed", "interrupted") and status.notebook:
-            lines.append(f"  {'':<{width}}  {'':<11}  notebook {status.notebook}")
+        indent = f"  {'':<{width}}  {'':<11}  "
+        if status.state in ("running", "failed", "interrupted"):
+            if status.notebook:
+                lines.append(f"{indent}notebook {status.notebook}")
+            if status.log:
+                lines.append(f"{indent}log {status.log}")
     lines.append(f"logs in {report.logs_dir}")
     return "\n".join(lines)
