@@ -452,6 +452,33 @@ def test_failed_run_blocks_dependents_only(
     assert project.executions()[4:] == ["phase2_1.seed", "phase2_3.seed", "comparison"]
 
 
+def test_notebooks_get_papermill_parameters(finished: Project, tmp_path: Path) -> None:
+    project = copy_project(finished, tmp_path / "project")
+    assert project.main("--phases", "phase2_1", "--set", "sampler.seed=5") == 0
+    result = json.loads(project.paths.result("phase2_1.seed").read_text())
+    assert result["papermill_parameters"] == {
+        "profile": "fixture",
+        "params_dir": str(project.root / "params"),
+        "output_root": str(project.outputs),
+        "overrides": {"sampler.seed": 5},
+        "feature_set": "seed",
+        "run_id": "phase2_1.seed",
+    }
+    assert result["parameters"]["sampler"]["seed"] == 5
+    data = json.loads(project.paths.result("data").read_text())
+    assert data["papermill_parameters"]["feature_set"] is None
+
+
+def test_unreadable_notebook_fails_without_notebook(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    (project.notebooks / NOTEBOOK_NAMES["data"]).write_text("not a notebook")
+    assert project.main("--phases", "data") == 1
+    record = project.record("data")
+    assert record["status"] == "failed"
+    assert record["notebook"] is None
+    assert not project.paths.notebook("data").exists()
+
+
 @pytest.mark.parametrize(
     ("behaviour", "expected"),
     [

@@ -752,7 +752,7 @@ class ProfileLock:
         try:
             self._lock.acquire(timeout=0)
         except Timeout:
-            holder = _read_json(self.paths.pid_file) or {}
+            holder = self._wait_for_holder()
             pid = holder.get("pid", "unknown")
             raise LockHeldError(
                 f"profile {self.paths.base.name} is already being run by pid {pid} (started "
@@ -778,6 +778,19 @@ class ProfileLock:
                 "argv": sys.argv,
             },
         )
+
+    def _wait_for_holder(self, timeout: float = 2.0) -> dict[str, Any]:
+        """Return the pid file of the live lock holder, waiting briefly for it to be written.
+
+        A process that has just taken the lock may not have replaced a stale pid file yet.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            holder = _read_json(self.paths.pid_file) or {}
+            alive = _process_alive(holder.get("pid"), holder.get("create_time"))
+            if alive or time.monotonic() > deadline:
+                return holder
+            time.sleep(0.1)
 
     def release(self) -> None:
         """Remove the pid file and release the lock."""
@@ -819,7 +832,9 @@ def _failure_reason(exc: Exception, timeout: float) -> str:
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
-        return f"{exc.ename}: {exc.evalue} (cell {exc.exec_count})"
+        lines = str(exc.evalue).strip().splitlines() or [""]
+        first_line = lines[0][:300]
+        return f"{exc.ename}: {first_line} (cell {exc.exec_count})"
     if isinstance(exc, CellTimeoutError):
         return f"timed out: a cell ran longer than {timeout:.0f} s"
     if isinstance(exc, DeadKernelError):
@@ -836,7 +851,6 @@ def _execute_notebook(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     log_path = paths.logs / f"{run.run_id}.{stamp}.log"
     partial = paths.partial_notebook(run.run_id)
-    final = paths.notebook(run.run_id)
     me = psutil.Process()
     record = {
         "run_id": run.run_id,
@@ -881,7 +895,7 @@ def _execute_notebook(
         logging.getLogger().removeHandler(handler)
         handler.close()
     status = "failed" if error else "done"
-    _finish_record(paths, record, status, started, error, partial)
+    final = _finish_record(paths, record, status, started, error, partial)
     elapsed = time.monotonic() - started
     if error:
         logger.error(
@@ -889,7 +903,7 @@ def _execute_notebook(
             run.run_id,
             elapsed,
             error,
-            final,
+            final or "not saved",
             log_path,
         )
     else:
@@ -921,19 +935,25 @@ def _finish_record(
     started: float,
     error: str | None,
     partial: Path,
-) -> None:
-    """Move the partial notebook to its final name and write the run's final record."""
-    final = paths.notebook(record["run_id"])
+) -> Path | None:
+    """Move the partial notebook to its final name and write the run's final record.
+
+    Returns the executed notebook, or None when papermill failed before saving one.
+    """
+    final: Path | None = paths.notebook(record["run_id"])
     if partial.exists():
         os.replace(partial, final)
+    else:
+        final = None
     record.update(
         status=status,
         finished=_utc_now(),
         elapsed_seconds=round(time.monotonic() - started, 3),
         error=error,
-        notebook=str(final),
+        notebook=str(final) if final else None,
     )
     write_json_atomic(paths.record(record["run_id"]), record)
+    return final
 
 
 def _write_blocked(paths: ProfilePaths, run_id: str, key: str, blockers: list[str]) -> str:
