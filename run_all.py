@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--phases",
         type=_names,
+        metavar="PHASES",
         help="comma-separated phases or run ids to bring up to date (their dependencies too)",
     )
     parser.add_argument(
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const=True,
         type=_names,
+        metavar="PHASES",
         help="rerun finished runs: all selected ones, or the comma-separated phases given",
     )
     parser.add_argument(

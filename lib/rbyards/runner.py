@@ -683,14 +683,6 @@ def prepare(
     params = load_params(profile, workspace.params_dir, overrides)
     plan = _with_overrides(build_plan(params, workspace), overrides)
     selected, forced = select_runs(plan, phases, force)
-    by_id = {run.run_id: run for run in plan}
-    missing = [str(by_id[run_id].notebook) for run_id in selected]
-    missing = [path for path in missing if not Path(path).is_file()]
-    if missing:
-        raise RunnerError(
-            f"notebook(s) not found: {', '.join(missing)}; add them or leave their phases out "
-            "with --phases"
-        )
     function = inventory_function or (lambda p: inventory_data(p, workspace.root))
     inventory = function(params)
     if inventory.weeks_by_season is not None:
@@ -706,6 +698,14 @@ def prepare(
             f"no nflverse player statistics files in {inventory.data_dir}; set "
             "data.nflverse_dir or NFLVERSE_DIR to the folder that has them, or set "
             "data.download to true"
+        )
+    by_id = {run.run_id: run for run in plan}
+    notebooks = dict.fromkeys(str(by_id[run_id].notebook) for run_id in selected)
+    missing = [path for path in notebooks if not Path(path).is_file()]
+    if missing:
+        raise RunnerError(
+            f"notebook(s) not found: {', '.join(missing)}; add them or leave their phases out "
+            "with --phases"
         )
     return Prepared(
         profile=profile,
@@ -1199,6 +1199,8 @@ def collect_status(
         key = compute_key(run, params, inventory, sources, _dependency_keys(run, keys, finished))
         keys[run.run_id] = key
         status = _run_status(paths, run.run_id, key)
+        if status.state == "pending" and not run.notebook.is_file():
+            status.detail = f"not run yet; notebook {run.notebook} not found"
         if status.state == "done":
             finished.add(run.run_id)
         statuses.append(status)
