@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
@@ -34,6 +35,8 @@ from rbyards.params import load_params, validate_against_data  # noqa: E402
 from rbyards.runner import (  # noqa: E402
     NOTEBOOK_NAMES,
     DataInventory,
+    LockHeldError,
+    ProfileLock,
     ProfilePaths,
     RunnerError,
     Workspace,
@@ -634,6 +637,20 @@ def test_stale_pid_file_is_cleared(
     err = capsys.readouterr().err
     assert f"cleared stale lock {project.paths.lock_file}: pid {exited.pid}" in err
     assert not pid_file.exists()
+
+
+def test_held_lock_with_dead_pid_explained(tmp_path: Path) -> None:
+    paths = ProfilePaths(tmp_path / "outputs" / "fixture")
+    paths.state.mkdir(parents=True)
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    paths.pid_file.write_text(json.dumps({"pid": exited.pid}))
+    with FileLock(paths.lock_file, timeout=0):
+        with pytest.raises(LockHeldError) as caught:
+            ProfileLock(paths).acquire()
+    message = str(caught.value)
+    assert f"pid {exited.pid} in {paths.pid_file} is not running" in message
+    assert "delete the lock file" in message
 
 
 # ---------------------------------------------------------------------------------------------

@@ -754,6 +754,14 @@ class ProfileLock:
         except Timeout:
             holder = self._wait_for_holder()
             pid = holder.get("pid", "unknown")
+            if not _process_alive(holder.get("pid"), holder.get("create_time")):
+                # Only a lock without operating-system support (filelock's soft fallback on
+                # file systems without flock) stays held after its process died.
+                raise LockHeldError(
+                    f"lock file {self.paths.lock_file} is held, but pid {pid} in "
+                    f"{self.paths.pid_file} is not running; if no runner is active, delete the "
+                    "lock file and run again"
+                ) from None
             raise LockHeldError(
                 f"profile {self.paths.base.name} is already being run by pid {pid} (started "
                 f"{holder.get('started', 'at an unknown time')}: "
