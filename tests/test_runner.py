@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 from filelock import FileLock
@@ -266,23 +267,43 @@ def test_cell_timeout_adds_margin() -> None:
     assert cell_timeout_seconds(params, margin_seconds=10) == 250
 
 
-def test_inventory_reads_rb_weeks(tmp_path: Path) -> None:
-    pd = pytest.importorskip("pandas")
-    pd.DataFrame(
+def write_player_file(path: Path, rows: list[tuple[int, int, str, float]]) -> None:
+    """Write a player statistics file with (season, week, position_group, carries) rows."""
+    frame = pd.DataFrame(
         {
-            "season": [2023, 2023, 2023, 2023],
-            "week": [1, 2, 3, 4],
-            "position_group": ["RB", "RB", "WR", "RB"],
-            "carries": [12, 3, 9, 5],
+            "player_id": [f"00-{index:07d}" for index in range(len(rows))],
+            "player_name": "A.Back",
+            "position_group": [row[2] for row in rows],
+            "recent_team": "KC",
+            "opponent_team": "LV",
+            "season": [row[0] for row in rows],
+            "week": [row[1] for row in rows],
+            "season_type": "REG",
+            "carries": [row[3] for row in rows],
+            "rushing_yards": 40.0,
+            "receptions": 1.0,
+            "targets": 2.0,
+            "receiving_yards": 8.0,
         }
-    ).to_csv(tmp_path / "player_stats_2023.csv", index=False)
-    pd.DataFrame(
-        {"season": [2024, 2024], "week": [1, 7], "position_group": ["RB", "RB"]}
-    ).to_parquet(tmp_path / "stats_player_week_2024.parquet")
+    )
+    if path.suffix == ".parquet":
+        frame.rename(columns={"recent_team": "team"}).to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+
+
+def test_inventory_reads_rb_weeks(tmp_path: Path) -> None:
+    write_player_file(
+        tmp_path / "player_stats_2023.csv",
+        [(2023, 1, "RB", 12), (2023, 2, "RB", 3), (2023, 3, "WR", 9), (2023, 4, "RB", 5)],
+    )
+    write_player_file(
+        tmp_path / "stats_player_week_2024.parquet", [(2024, 1, "RB", 8), (2024, 7, "RB", 20)]
+    )
     (tmp_path / "games.csv").write_text("game_id,season\nx,2024\n")
     (tmp_path / "notes.txt").write_text("not data")
     params = load_params("quick", REPO_ROOT / "params", {"data.nflverse_dir": str(tmp_path)})
-    inventory = inventory_data(params, REPO_ROOT)
+    inventory = inventory_data(params, REPO_ROOT / "notebooks")
     assert inventory.data_dir == tmp_path.resolve()
     assert inventory.weeks_by_season == {2023: (1, 4), 2024: (1, 7)}
     assert sorted(inventory.checksums) == [
@@ -292,16 +313,35 @@ def test_inventory_reads_rb_weeks(tmp_path: Path) -> None:
     ]
 
 
+def test_inventory_relative_to_notebooks(tmp_path: Path) -> None:
+    folder = tmp_path / "notebooks" / "nflverse"
+    folder.mkdir(parents=True)
+    write_player_file(folder / "player_stats_2024.csv", [(2024, 3, "RB", 10)])
+    (folder / "games.csv").write_text("game_id\nx\n")
+    params = load_params("quick", REPO_ROOT / "params", {"data.nflverse_dir": "nflverse"})
+    inventory = inventory_data(params, tmp_path / "notebooks")
+    assert inventory.data_dir == folder.resolve()
+    assert inventory.weeks_by_season == {2024: (3,)}
+
+
 def test_inventory_without_files(tmp_path: Path) -> None:
     params = load_params("quick", REPO_ROOT / "params", {"data.nflverse_dir": str(tmp_path)})
-    inventory = inventory_data(params, REPO_ROOT)
+    inventory = inventory_data(params, REPO_ROOT / "notebooks")
     assert inventory.weeks_by_season is None
     assert inventory.checksums == {}
 
 
+def test_inventory_invalid_file_rejected(tmp_path: Path) -> None:
+    (tmp_path / "player_stats_2024.csv").write_text("season,week\n2024,1\n")
+    (tmp_path / "games.csv").write_text("game_id\nx\n")
+    params = load_params("quick", REPO_ROOT / "params", {"data.nflverse_dir": str(tmp_path)})
+    with pytest.raises(RunnerError, match="player_stats_2024.csv"):
+        inventory_data(params, REPO_ROOT / "notebooks")
+
+
 def test_no_data_without_download_rejected(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project")
-    with pytest.raises(RunnerError, match="no nflverse player statistics files in"):
+    with pytest.raises(RunnerError, match="missing nflverse files in"):
         prepare(
             "fixture",
             project.workspace(),
@@ -351,7 +391,7 @@ def test_data_rekeyed_after_download(tmp_path: Path) -> None:
         inventory_function=inventory,
     )
     assert execute(prepared)[0].status == "done"
-    # The second invocation sees the downloaded files from the start and reuses the data run.
+    # The second invocation finds the downloaded files from the start and reuses the data run.
     again = prepare(
         "fixture",
         project.workspace(),
@@ -368,7 +408,7 @@ def test_inventory_of_real_data() -> None:
     if not data_dir or not Path(data_dir).is_dir():
         pytest.skip("NFLVERSE_DIR is unset or not a folder; point it at the nflverse files")
     params = load_params("default", REPO_ROOT / "params", {"data.nflverse_dir": data_dir})
-    inventory = inventory_data(params, REPO_ROOT)
+    inventory = inventory_data(params, REPO_ROOT / "notebooks")
     assert 2024 in inventory.seasons
     assert max(inventory.weeks_by_season[2024]) >= params.split.test_start_week
     assert "games.csv" in inventory.checksums

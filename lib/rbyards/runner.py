@@ -36,10 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import psutil
 from filelock import FileLock, Timeout
 
+from rbyards import data
 from rbyards.params import Params, ParamsError, load_params, validate_against_data
 from rbyards.provenance import sha256_file, write_json_atomic
 
@@ -67,9 +67,6 @@ PHASE_PARAMETERS = {
     "baselines": ("data", "split", "features.log_shift", "phases.baselines", "evaluation"),
     "comparison": ("features.feature_sets", "evaluation"),
 }
-PLAYER_FILE_PATTERNS = ("player_stats_*", "stats_player_week_*")
-SCHEDULE_FILE_PATTERN = "games.*"
-DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 # Added to the sampler's time limit to get papermill's per-cell timeout: sampling is bounded by
 # the sampler itself, and the margin covers model building and posterior predictive draws.
 CELL_TIMEOUT_MARGIN_SECONDS = 300.0
@@ -453,104 +450,72 @@ def select_runs(
 # Data inventory and keys
 
 
-def resolve_data_dir(configured: str | None, root: Path) -> Path:
-    """Return the nflverse folder: the parameter, else env ``NFLVERSE_DIR``, else ``data/nflverse``.
+def resolve_data_dir(configured: str | None, notebooks_dir: Path) -> Path:
+    """Return the nflverse folder the notebooks will read, as an absolute path.
 
     Parameters
     ----------
     configured : str or None
-        ``data.nflverse_dir`` from the parameters; a relative path is taken from ``root``.
-    root : Path
-        Repository root.
+        ``data.nflverse_dir`` from the parameters.
+    notebooks_dir : Path
+        Working directory of the notebooks, the base of a relative folder.
 
     Returns
     -------
     Path
-        Absolute folder path; it may not exist.
+        :func:`rbyards.data.resolve_data_dir` (the parameter, else ``NFLVERSE_DIR``, else
+        ``data/nflverse``), taken from ``notebooks_dir`` when relative, because papermill runs
+        each notebook in its own folder.
     """
-    chosen = configured or os.environ.get("NFLVERSE_DIR") or "data/nflverse"
-    path = Path(chosen).expanduser()
-    return (path if path.is_absolute() else root / path).resolve()
+    folder = data.resolve_data_dir(configured)
+    return (folder if folder.is_absolute() else notebooks_dir / folder).resolve()
 
 
-def find_data_files(data_dir: Path) -> tuple[list[Path], list[Path]]:
-    """List the player statistics files and the schedule files in ``data_dir``.
+def inventory_data(params: Params, notebooks_dir: Path) -> DataInventory:
+    """Checksum the profile's data files and list the weeks each season has running back rows.
 
-    Parameters
-    ----------
-    data_dir : Path
-        nflverse folder.
-
-    Returns
-    -------
-    player_files, schedule_files : list of Path
-        Sorted paths with a ``.csv``, ``.csv.gz`` or ``.parquet`` suffix.
-    """
-
-    def matching(pattern: str) -> list[Path]:
-        return sorted(p for p in data_dir.glob(pattern) if p.name.endswith(DATA_SUFFIXES))
-
-    players = [path for pattern in PLAYER_FILE_PATTERNS for path in matching(pattern)]
-    return sorted(players), matching(SCHEDULE_FILE_PATTERN)
-
-
-def _read_weeks(path: Path, min_carries: int) -> pd.DataFrame:
-    """Read the season and week of every running back game with ``min_carries`` or more."""
-    columns = {"season", "week", "position_group", "carries"}
-    if path.name.endswith(".parquet"):
-        frame = pd.read_parquet(path)
-    else:
-        frame = pd.read_csv(path, usecols=lambda column: column in columns)
-    missing = {"season", "week"} - set(frame.columns)
-    if missing:
-        raise RunnerError(
-            f"{path}: missing column(s) {sorted(missing)}; expected an nflverse player "
-            "statistics file"
-        )
-    if "position_group" in frame.columns:
-        frame = frame[frame["position_group"] == "RB"]
-    if "carries" in frame.columns:
-        frame = frame[pd.to_numeric(frame["carries"], errors="coerce") >= min_carries]
-    return frame[["season", "week"]]
-
-
-def inventory_data(params: Params, root: Path) -> DataInventory:
-    """Checksum the profile's data files and read the weeks each season has.
+    Nothing is downloaded: when files are missing and ``data.download`` is true, the inventory
+    comes back without weeks and the data notebook downloads them.
 
     Parameters
     ----------
     params : Params
-        Validated parameters (``data.nflverse_dir``, ``data.min_carries``).
-    root : Path
-        Repository root, the base of a relative ``data.nflverse_dir``.
+        Validated parameters (``data.nflverse_dir``, ``data.seasons``, ``data.min_carries``).
+    notebooks_dir : Path
+        Working directory of the notebooks, the base of a relative ``data.nflverse_dir``.
 
     Returns
     -------
     DataInventory
-        ``weeks_by_season`` is None when the folder has no player statistics files.
+        ``weeks_by_season`` counts rows with ``position_group == "RB"`` and at least
+        ``data.min_carries`` carries; it is None when files are missing.
 
     Raises
     ------
     RunnerError
-        When a player statistics file cannot be read or lacks the season or week column.
+        When a file is invalid (:class:`rbyards.data.DataError`), or files are missing while
+        ``data.download`` is false.
     """
-    data_dir = resolve_data_dir(params.data.nflverse_dir, root)
-    player_files, schedule_files = find_data_files(data_dir)
-    checksums = {path.name: sha256_file(path) for path in player_files + schedule_files}
-    if not player_files:
-        return DataInventory(data_dir, checksums, None)
-    frames = []
-    for path in player_files:
-        try:
-            frames.append(_read_weeks(path, params.data.min_carries))
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, RunnerError):
-                raise
-            raise RunnerError(f"cannot read data file {path}: {exc}") from exc
-    weeks = pd.concat(frames, ignore_index=True).dropna().astype(int)
+    data_dir = resolve_data_dir(params.data.nflverse_dir, notebooks_dir)
+    seasons = params.data.seasons
+    try:
+        checksums = data.file_checksums(data_dir, seasons)
+        if not data.discover_seasons(data_dir):
+            raise data.DataNotFoundError(f"no player statistics files in {data_dir}")
+        frame = data.load_player_weeks(data_dir, seasons, download=False)
+    except data.DataNotFoundError as exc:
+        if params.data.download:
+            logger.info("data files missing, the data notebook downloads them: %s", exc)
+            return DataInventory(data_dir, {}, None)
+        raise RunnerError(str(exc)) from exc
+    except data.DataError as exc:
+        raise RunnerError(str(exc)) from exc
+    modelled = frame[
+        (frame["position_group"] == "RB") & (frame["carries"] >= params.data.min_carries)
+    ]
     weeks_by_season = {
-        int(season): tuple(sorted(int(w) for w in group["week"].unique()))
-        for season, group in weeks.groupby("season")
+        int(season): tuple(sorted(int(week) for week in group["week"].unique()))
+        for season, group in modelled.groupby("season")
     }
     return DataInventory(data_dir, checksums, weeks_by_season)
 
@@ -664,7 +629,7 @@ def prepare(
         Runs to execute even when reusable; True for every selected run.
     inventory_function : callable, optional
         Returns the :class:`DataInventory` for the parameters; defaults to
-        :func:`inventory_data` on ``workspace.root``.
+        :func:`inventory_data` with ``workspace.notebooks_dir``.
 
     Returns
     -------
@@ -683,21 +648,20 @@ def prepare(
     params = load_params(profile, workspace.params_dir, overrides)
     plan = _with_overrides(build_plan(params, workspace), overrides)
     selected, forced = select_runs(plan, phases, force)
-    function = inventory_function or (lambda p: inventory_data(p, workspace.root))
+    function = inventory_function or (lambda p: inventory_data(p, workspace.notebooks_dir))
     inventory = function(params)
     if inventory.weeks_by_season is not None:
         validate_against_data(params, inventory.seasons, inventory.weeks_by_season)
     elif params.data.download:
         logger.warning(
-            "no nflverse player statistics files in %s; the data notebook will download them, "
-            "and the split is checked after it runs",
+            "nflverse files missing in %s; the data notebook will download them, and the split "
+            "is checked after it runs",
             inventory.data_dir,
         )
     else:
         raise RunnerError(
-            f"no nflverse player statistics files in {inventory.data_dir}; set "
-            "data.nflverse_dir or NFLVERSE_DIR to the folder that has them, or set "
-            "data.download to true"
+            f"nflverse files missing in {inventory.data_dir}; set data.nflverse_dir or "
+            "NFLVERSE_DIR to the folder that has them, or set data.download to true"
         )
     by_id = {run.run_id: run for run in plan}
     notebooks = dict.fromkeys(str(by_id[run_id].notebook) for run_id in selected)
@@ -1141,7 +1105,7 @@ def _recheck_after_download(
     inventory = prepared.inventory_function(prepared.params)
     record = _read_json(paths.record(run.run_id)) or {}
     if inventory.weeks_by_season is None:
-        error = f"the data notebook finished but {inventory.data_dir} has no player statistics"
+        error = f"the data notebook finished but files are still missing in {inventory.data_dir}"
     else:
         try:
             validate_against_data(prepared.params, inventory.seasons, inventory.weeks_by_season)
@@ -1196,7 +1160,7 @@ def collect_status(
     """
     params = load_params(profile, workspace.params_dir, overrides)
     plan = build_plan(params, workspace)
-    function = inventory_function or (lambda p: inventory_data(p, workspace.root))
+    function = inventory_function or (lambda p: inventory_data(p, workspace.notebooks_dir))
     inventory = function(params)
     paths = ProfilePaths(workspace.output_root / profile)
     sources = source_digest(workspace.source_dir)
