@@ -103,7 +103,10 @@ BAD_OVERRIDES = [
     ({"features.feature_sets": []}, "features.feature_sets = [] is invalid"),
     ({"features.feature_sets": ["seed", "seed"]}, "must not repeat"),
     ({"phases.phase2_2.experts": 2}, "experts is 2 but sigma_priors has 3 values"),
-    ({"phases.phase2_3.method": "isotonic"}, "allowed values: 'cqr' or 'split_conformal'"),
+    (
+        {"phases.phase2_3.method": "isotonic"},
+        "method = 'isotonic' is not allowed; allowed values: 'cqr'",
+    ),
     ({"phases.baselines.models": ["knn"]}, "'knn' is not allowed"),
     ({"data.download": "yes"}, "data.download = 'yes' is invalid"),
     ({"data.seasons": []}, "seasons must list at least one season"),

@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 
 FEATURE_SETS = ("seed", "pregame")
 SAMPLER_BACKENDS = ("nutpie", "numpyro", "pymc")
-# NOTE: the calibration methods must match what calibration.py implements for phase 2.3.
-CALIBRATION_METHODS = ("cqr", "split_conformal")
+# Phase 2.3 methods: "cqr" is the conformalized quantile regression adjustment of
+# rbyards.calibration.conformalize_quantiles, the only one implemented.
+CALIBRATION_METHODS = ("cqr",)
 BASELINE_MODELS = (
     "quantile_regression",
     "gradient_boosted_quantiles",
