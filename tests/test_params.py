@@ -76,6 +76,12 @@ def test_apply_overrides_leaves_input_unchanged() -> None:
     assert raw == {"sampler": {"draws": 10}}
 
 
+@pytest.mark.parametrize("profile", ["../quick", "", "quick.yaml"])
+def test_profile_name_must_be_plain(profile: str) -> None:
+    with pytest.raises(ParamsError, match="is invalid: use letters, digits"):
+        load_params(profile, PARAMS_DIR)
+
+
 def test_missing_profile_lists_existing() -> None:
     with pytest.raises(ParamsError) as caught:
         load_params("study", PARAMS_DIR)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,6 +33,9 @@ BASELINE_MODELS = (
     "split_conformal_forest",
     "empirical",
 )
+
+# Profile names become file and folder names, so path separators are not allowed.
+PROFILE_PATTERN = r"^[A-Za-z0-9_-]+$"
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -210,7 +214,7 @@ class EvaluationParams(_Section):
 class Params(_Section):
     """All settings of one profile."""
 
-    profile: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
+    profile: Annotated[str, Field(pattern=PROFILE_PATTERN)]
     data: DataParams = Field(default_factory=DataParams)
     split: SplitParams = Field(default_factory=SplitParams)
     features: FeaturesParams = Field(default_factory=FeaturesParams)
@@ -373,6 +377,11 @@ def load_params(
         or contains an unknown key or an invalid value (the message names the file, the dotted key,
         the value and the allowed values).
     """
+    if not re.fullmatch(PROFILE_PATTERN, profile):
+        raise ParamsError(
+            f"profile name {profile!r} is invalid: use letters, digits, '_' and '-' only, "
+            f"such as one of {', '.join(available_profiles(params_dir)) or 'quick, default'}"
+        )
     path = Path(params_dir) / f"{profile}.yaml"
     if not path.is_file():
         found = available_profiles(params_dir)
