@@ -610,6 +610,7 @@ def test_status_command_prints_runs(finished: Project, capsys: pytest.CaptureFix
 # Interrupted and concurrent runs
 
 
+@pytest.mark.slow
 def test_kill_during_run_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     project = make_project(tmp_path / "project")
     hold = tmp_path / "hold"
@@ -643,6 +644,7 @@ def test_kill_during_run_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert project.record("phase2_1.seed")["status"] == "done"
 
 
+@pytest.mark.slow
 def test_second_runner_refused_while_first_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
