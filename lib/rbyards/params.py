@@ -95,7 +95,7 @@ class FeaturesParams(_Section):
 class SamplerParams(_Section):
     """MCMC settings shared by the Bayesian phases."""
 
-    backend: Literal[SAMPLER_BACKENDS] = "nutpie"
+    backend: Literal[SAMPLER_BACKENDS] = "numpyro"
     chains: PositiveInt = 4
     tune: NonNegativeInt = 1000
     draws: PositiveInt = 1000

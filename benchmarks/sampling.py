@@ -1,0 +1,151 @@
+"""Benchmark one Bayesian phase's sampling on the default split and print one JSON line.
+
+Usage::
+
+    NFLVERSE_DIR=/path/to/nflverse python benchmarks/sampling.py --phase phase2_1 \
+        [--profile default] [--set sampler.max_treedepth=8] [--compare]
+
+The line holds wall time, gradient evaluations per second, mean tree depth and the share of
+draws at the maximum depth, divergences, R-hat and bulk ESS of the noise scale and of the test
+rows' predictive medians (worst row), ESS per second and peak memory. With ``--compare`` the
+same model, data, draws and seed are also sampled with PyMC's default NUTS in the same process,
+and a second line gives that run and the speed ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--phase", default="phase2_1", choices=["phase1", "phase2_1", "phase2_2"])
+    parser.add_argument("--profile", default="default", help="parameter file in params/")
+    parser.add_argument("--feature-set", default="seed", choices=["seed", "pregame"])
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter, for example sampler.max_treedepth=8 (YAML value)",
+    )
+    parser.add_argument(
+        "--compare", action="store_true", help="also run PyMC's default NUTS and print the ratio"
+    )
+    return parser.parse_args(argv)
+
+
+def run_once(phase, dataset, params, backend: str) -> dict:
+    """Sample one phase with one backend and measure it."""
+    from rbyards import phases, sampling
+
+    settings = phases.model_settings(phase, params)
+    sampler = sampling.SamplerSettings.from_params(params.sampler)
+    sampler = sampling.SamplerSettings(**{**sampler.__dict__, "backend": backend})
+    model = phases.build_model(phase, dataset, settings)
+
+    start = time.perf_counter()
+    idata, report = sampling.sample_posterior(model, sampler, progressbar=False)
+    wall = time.perf_counter() - start
+    test_forecast = phases.forecast(
+        phase,
+        idata.posterior,
+        dataset,
+        "test",
+        settings,
+        max_samples=sampler.chains * sampler.draws,
+        seed=sampler.seed,
+    )
+    convergence = params.evaluation.convergence
+    diagnostics = sampling.convergence_diagnostics(
+        sampling.noise_by_chain(idata.posterior, ["sigma"]),
+        sampling.location_by_chain(test_forecast.location_model_scale, sampler.chains),
+        report,
+        max_rhat=convergence.max_rhat,
+        min_ess_bulk=convergence.min_ess_bulk,
+        max_divergences=convergence.max_divergences,
+        elapsed_seconds=wall,
+    )
+    return {
+        "phase": phase,
+        "backend": backend,
+        "chains": sampler.chains,
+        "tune": sampler.tune,
+        "draws": sampler.draws,
+        "max_treedepth": sampler.max_treedepth,
+        "wall_seconds": round(wall, 1),
+        "gradient_evaluations_per_second": round(report["gradient_evaluations_per_second"]),
+        "tree_depth_mean": round(report["tree_depth_mean"], 2),
+        "tree_depth_hit_share": round(report["tree_depth_hit_share"], 3),
+        "divergences": report["divergences"],
+        "rhat_sigma": round(diagnostics["rhat_sigma"], 4),
+        "ess_bulk_sigma": round(diagnostics["ess_bulk_sigma"]),
+        "rhat_pred_median_max": round(diagnostics["rhat_pred_median_max"], 4),
+        "ess_bulk_pred_median_min": round(diagnostics["ess_bulk_pred_median_min"]),
+        "ess_bulk_pred_median_min_per_second": round(
+            diagnostics["ess_bulk_pred_median_min"] / wall, 3
+        ),
+        "converged": diagnostics["converged"],
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+    import yaml
+
+    from rbyards import data, features, sampling
+    from rbyards.params import load_params
+
+    overrides = {}
+    for item in arguments.overrides:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    params = load_params(arguments.profile, ROOT / "params", overrides)
+    sampling.configure_jax_devices(params.sampler.chains)
+
+    data_dir = data.resolve_data_dir(params.data.nflverse_dir)
+    player_weeks = data.load_player_weeks(data_dir, params.data.seasons, download=False)
+    schedule = data.load_schedule(data_dir, download=False)
+    dataset = features.build_dataset(
+        player_weeks,
+        schedule,
+        min_carries=params.data.min_carries,
+        test_season=params.split.test_season,
+        test_start_week=params.split.test_start_week,
+        feature_set=arguments.feature_set,
+        calibration_weeks=params.split.calibration_weeks,
+        log_shift=params.features.log_shift,
+    )
+
+    fast = run_once(arguments.phase, dataset, params, params.sampler.backend)
+    print(json.dumps(fast), flush=True)
+    if arguments.compare:
+        reference = run_once(arguments.phase, dataset, params, "pymc")
+        reference["speedup_of_" + fast["backend"]] = round(
+            reference["wall_seconds"] / fast["wall_seconds"], 2
+        )
+        reference["ess_per_second_ratio"] = round(
+            fast["ess_bulk_pred_median_min_per_second"]
+            / max(reference["ess_bulk_pred_median_min_per_second"], 1e-9),
+            2,
+        )
+        print(json.dumps(reference), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""NUTS sampling with a choice of backend, and the convergence gate every phase applies.
+
+The backends are PyMC's own NUTS (``pymc``), nutpie (``nutpie``) and NumPyro on JAX
+(``numpyro``). All sample the same PyMC model; the backend changes speed, not the posterior.
+The sampling time limit is enforced by the runner, which stops a notebook cell that runs longer
+than the sampler's ``time_limit_minutes`` plus a margin and records the run as failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pymc as pm
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("numpyro", "nutpie", "pymc")
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """NUTS settings shared by every backend."""
+
+    backend: str = "numpyro"
+    chains: int = 4
+    tune: int = 1000
+    draws: int = 1000
+    target_accept: float = 0.95
+    seed: int = 20241
+    max_treedepth: int = 10
+
+    @classmethod
+    def from_params(cls, sampler: Any) -> SamplerSettings:
+        """Build the settings from a ``params.sampler`` section (pydantic model or mapping)."""
+        values = sampler if isinstance(sampler, Mapping) else sampler.model_dump()
+        names = cls.__dataclass_fields__
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+
+def configure_jax_devices(chains: int) -> None:
+    """Let JAX run one chain per CPU device, up to the number of cores.
+
+    XLA reads ``XLA_FLAGS`` once, when JAX starts, so this must run before the first import of
+    jax; later calls have no effect and are logged.
+    """
+    import sys
+
+    devices = max(1, min(chains, os.cpu_count() or 1))
+    flag = f"--xla_force_host_platform_device_count={devices}"
+    if "jax" in sys.modules:
+        logger.info("jax is already imported; XLA_FLAGS stays %r", os.environ.get("XLA_FLAGS"))
+        return
+    current = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in current:
+        os.environ["XLA_FLAGS"] = f"{current} {flag}".strip()
+
+
+def sample_posterior(
+    model: pm.Model,
+    settings: SamplerSettings,
+    *,
+    progressbar: bool = True,
+) -> tuple[az.InferenceData, dict[str, Any]]:
+    """Sample a model's posterior with NUTS and return it with sampler statistics.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        The model to sample.
+    settings : SamplerSettings
+        Backend, chains, tuning and kept draws per chain, target acceptance, seed and
+        maximum tree depth.
+    progressbar : bool, default True
+        Show the backend's progress bar (draws done, and divergences for nutpie and PyMC).
+
+    Returns
+    -------
+    idata : arviz.InferenceData
+        Posterior and sample statistics.
+    report : dict
+        Backend, settings, wall time, gradient evaluations per second, tree depth statistics
+        and divergences (see :func:`sampler_report`).
+    """
+    if settings.backend not in BACKENDS:
+        raise ValueError(
+            f"unknown sampler backend {settings.backend!r}; use one of {', '.join(BACKENDS)}"
+        )
+    if settings.backend == "numpyro":
+        configure_jax_devices(settings.chains)
+
+    kwargs: dict[str, Any] = {
+        "draws": settings.draws,
+        "tune": settings.tune,
+        "chains": settings.chains,
+        "target_accept": settings.target_accept,
+        "random_seed": settings.seed,
+        "progressbar": progressbar,
+        "model": model,
+        "compute_convergence_checks": False,
+    }
+    if settings.backend == "numpyro":
+        import jax
+
+        parallel = jax.local_device_count() >= settings.chains
+        kwargs["nuts_sampler"] = "numpyro"
+        kwargs["nuts_sampler_kwargs"] = {
+            "chain_method": "parallel" if parallel else "vectorized",
+            "nuts_kwargs": {"max_tree_depth": settings.max_treedepth},
+        }
+    elif settings.backend == "nutpie":
+        kwargs["nuts_sampler"] = "nutpie"
+        kwargs["nuts_sampler_kwargs"] = {"maxdepth": settings.max_treedepth}
+    else:
+        kwargs["cores"] = min(settings.chains, os.cpu_count() or 1)
+        kwargs["nuts"] = {"max_treedepth": settings.max_treedepth}
+
+    logger.info(
+        "sampling with %s: %d chains x (%d tune + %d draws)",
+        settings.backend,
+        settings.chains,
+        settings.tune,
+        settings.draws,
+    )
+    start = time.perf_counter()
+    idata = pm.sample(**kwargs)
+    elapsed = time.perf_counter() - start
+    report = sampler_report(idata, settings, elapsed)
+    logger.info(
+        "sampled in %.1f s: %d divergences, mean tree depth %.2f",
+        elapsed,
+        report["divergences"],
+        report["tree_depth_mean"],
+    )
+    return idata, report
+
+
+def sampler_report(
+    idata: az.InferenceData, settings: SamplerSettings, elapsed_seconds: float
+) -> dict[str, Any]:
+    """Summarise a run's sample statistics: divergences, tree depth, gradient evaluations.
+
+    Gradient evaluations are counted over the kept draws only (the backends do not all store
+    tuning statistics), so ``gradient_evaluations_per_second`` is ``kept steps x (tune + draws)
+    / draws / wall time``, an estimate that assumes tuning trajectories as long as kept ones.
+    """
+    stats = idata.sample_stats
+    depth_name = "tree_depth" if "tree_depth" in stats else "depth"
+    depth = stats[depth_name].values
+    if "n_steps" in stats:
+        steps = float(stats["n_steps"].values.sum())
+    else:
+        steps = float((2.0 ** depth.astype(float) - 1).sum())
+    total_steps = steps * (settings.tune + settings.draws) / settings.draws
+    hits = stats["reached_max_treedepth"].values if "reached_max_treedepth" in stats else None
+    if hits is None:
+        hits = depth >= settings.max_treedepth
+    return {
+        "backend": settings.backend,
+        "settings": {
+            "chains": settings.chains,
+            "tune": settings.tune,
+            "draws": settings.draws,
+            "target_accept": settings.target_accept,
+            "seed": settings.seed,
+            "max_treedepth": settings.max_treedepth,
+        },
+        "wall_seconds": round(elapsed_seconds, 2),
+        "divergences": int(stats["diverging"].values.sum()),
+        "tree_depth_mean": float(depth.mean()),
+        "tree_depth_hits": int(np.asarray(hits).sum()),
+        "tree_depth_hit_share": float(np.asarray(hits).mean()),
+        "kept_gradient_evaluations": int(steps),
+        "gradient_evaluations_per_second": total_steps / max(elapsed_seconds, 1e-9),
+    }
+
+
+def convergence_diagnostics(
+    noise_draws: Mapping[str, np.ndarray],
+    location_draws: np.ndarray,
+    sampler: Mapping[str, Any],
+    *,
+    max_rhat: float = 1.01,
+    min_ess_bulk: float = 400.0,
+    max_divergences: int = 0,
+    elapsed_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Apply the convergence gate to a phase's noise scales and test predictive medians.
+
+    Parameters
+    ----------
+    noise_draws : mapping of str to numpy.ndarray
+        Each noise-scale variable's draws, shape (chain, draw) or (chain, draw, k).
+    location_draws : numpy.ndarray
+        Conditional predictive medians of the test rows, shape (chain, draw, rows).
+    sampler : mapping
+        Output of :func:`sampler_report` (divergences and tree depth hits).
+    max_rhat, min_ess_bulk, max_divergences : float
+        Thresholds of the gate.
+    elapsed_seconds : float, optional
+        Wall time, used to report ESS per second.
+
+    Returns
+    -------
+    dict
+        R-hat and bulk ESS of the noise scale(s) (worst over components) and of the test
+        predictive medians (maximum R-hat and minimum ESS over rows), divergences, tree depth
+        hits, ``converged`` and the list of ``reasons`` when it did not converge.
+    """
+    noise_rhat, noise_ess = [], []
+    for draws in noise_draws.values():
+        values = np.asarray(draws)
+        if values.ndim == 2:
+            values = values[..., None]
+        for k in range(values.shape[2]):
+            noise_rhat.append(float(az.rhat(values[:, :, k])))
+            noise_ess.append(float(az.ess(values[:, :, k], method="bulk")))
+
+    location = np.asarray(location_draws)
+    location_dataset = az.convert_to_dataset({"location": location})
+    rhat_rows = az.rhat(location_dataset)["location"].values
+    ess_rows = az.ess(location_dataset, method="bulk")["location"].values
+
+    diagnostics: dict[str, Any] = {
+        "divergences": int(sampler["divergences"]),
+        "tree_depth_hits": int(sampler["tree_depth_hits"]),
+        "rhat_sigma": max(noise_rhat),
+        "ess_bulk_sigma": min(noise_ess),
+        "rhat_pred_median_max": float(np.nanmax(rhat_rows)),
+        "ess_bulk_pred_median_min": float(np.nanmin(ess_rows)),
+        "thresholds": {
+            "max_rhat": max_rhat,
+            "min_ess_bulk": min_ess_bulk,
+            "max_divergences": max_divergences,
+        },
+    }
+    if elapsed_seconds:
+        diagnostics["ess_bulk_pred_median_min_per_second"] = (
+            diagnostics["ess_bulk_pred_median_min"] / elapsed_seconds
+        )
+
+    reasons = []
+    if diagnostics["divergences"] > max_divergences:
+        reasons.append(f"{diagnostics['divergences']} divergences (allowed {max_divergences})")
+    for name in ("rhat_sigma", "rhat_pred_median_max"):
+        if not diagnostics[name] <= max_rhat:
+            reasons.append(f"{name} = {diagnostics[name]:.3f} > {max_rhat}")
+    for name in ("ess_bulk_sigma", "ess_bulk_pred_median_min"):
+        if not diagnostics[name] >= min_ess_bulk:
+            reasons.append(f"{name} = {diagnostics[name]:.0f} < {min_ess_bulk:g}")
+    diagnostics["converged"] = not reasons
+    diagnostics["reasons"] = reasons
+    return diagnostics
+
+
+def describe_convergence(diagnostics: Mapping[str, Any], phase: str) -> str:
+    """Return one plain sentence saying whether a phase converged, and why not."""
+    if diagnostics["converged"]:
+        return (
+            f"{phase} converged: R-hat <= {diagnostics['thresholds']['max_rhat']}, bulk ESS >= "
+            f"{diagnostics['thresholds']['min_ess_bulk']:g} and no excess divergences."
+        )
+    return f"{phase} did NOT converge: " + "; ".join(diagnostics["reasons"]) + "."
+
+
+def location_by_chain(location: np.ndarray, n_chains: int) -> np.ndarray:
+    """Reshape (samples, rows) draws, stacked chain by chain, to (chain, draw, rows)."""
+    return location.reshape(n_chains, -1, location.shape[-1])
+
+
+def noise_by_chain(posterior: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Return the named noise-scale variables' draws keyed by name, shape (chain, draw, ...)."""
+    return {name: posterior[name].values for name in names}
