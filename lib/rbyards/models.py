@@ -45,8 +45,9 @@ def build_phase1_model(
 ) -> pm.Model:
     """Build the hierarchical network of phase 1.
 
-    A player random effect ``player_effect ~ Normal(0, player_sd)`` is added to a one-hidden-layer
-    ReLU network; the likelihood is Normal on the log scale with ``sigma ~ HalfNormal(sigma_prior)``.
+    A player random effect ``player_effect ~ Normal(0, player_sd)`` is added to a
+    one-hidden-layer ReLU network; the likelihood is Normal on the log scale with
+    ``sigma ~ HalfNormal(sigma_prior)``.
 
     Parameters
     ----------
@@ -237,7 +238,12 @@ def mixture_median(
 
 
 def thin_posterior(posterior: xr.Dataset, max_samples: int) -> xr.Dataset:
-    """Keep at most ``max_samples`` draws in total, evenly spaced within every chain."""
+    """Keep at most ``max_samples`` draws in total, evenly spaced within every chain.
+
+    Every chain keeps at least one draw, so that draws can still be split by chain. When
+    ``max_samples`` is below the number of chains, the result therefore has one draw per
+    chain, which is more than ``max_samples``.
+    """
     n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
     per_chain = max(1, min(n_draws, max_samples // n_chains))
     keep = np.linspace(0, n_draws - 1, per_chain).round().astype(int)
