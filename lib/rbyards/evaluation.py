@@ -347,6 +347,7 @@ def score_forecast(
     levels: Sequence[float] = COVERAGE_LEVELS,
     pinball_levels: Sequence[float] = PINBALL_LEVELS,
     row_ids: Sequence | pd.Index | None = None,
+    crps_estimator: str = "ensemble",
 ) -> pd.DataFrame:
     """Score a forecast row by row.
 
@@ -378,6 +379,12 @@ def score_forecast(
         Row labels for the result's index, named ``row_id``. Defaults to the index of ``y``
         when ``y`` is a Series, else 0..n_rows-1. :func:`bootstrap_difference` compares these
         labels, so pass real row ids when forecasts will be compared.
+    crps_estimator : {"ensemble", "quantile_grid"}
+        CRPS estimator for ``draws``: the ensemble CRPS, or ``crps_quantile`` on the draws'
+        0.01..0.99 quantiles, the estimator used for quantile forecasts. The grid version
+        ignores the outer 1% tails on each side. Draws from a back-transformed Student-t have
+        no finite mean and so no finite CRPS in yards; their ensemble CRPS grows with the
+        largest draws, while the grid version stays comparable with quantile forecasts.
 
     Returns
     -------
@@ -399,12 +406,21 @@ def score_forecast(
     pinball_levels = [float(level) for level in pinball_levels]
     _check_levels(levels, require_sorted=False)
     _check_levels(pinball_levels, require_sorted=False)
+    if crps_estimator not in ("ensemble", "quantile_grid"):
+        raise EvaluationError(
+            f"crps_estimator = {crps_estimator!r} is invalid; use 'ensemble' or 'quantile_grid'"
+        )
 
     requested_levels = np.concatenate([_central_bounds_levels(levels), pinball_levels, [0.5]])
     if draws is not None:
         draws = _check_draws(draws, n_rows=y_values.size)
         requested = quantiles_from_draws(draws, requested_levels)
-        crps = np.asarray(sr.crps_ensemble(y_values, draws, backend="numpy"), dtype=float)
+        if crps_estimator == "quantile_grid":
+            grid_levels = np.round(np.arange(1, 100) / 100, 6)
+            grid = quantiles_from_draws(draws, grid_levels)
+            crps = _crps_from_grid(y_values, grid, grid_levels)
+        else:
+            crps = np.asarray(sr.crps_ensemble(y_values, draws, backend="numpy"), dtype=float)
         pit = pit_values(y_values, draws=draws)
     else:
         grid, grid_levels = _check_quantiles(quantiles, quantile_levels, n_rows=y_values.size)

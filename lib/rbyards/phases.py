@@ -124,7 +124,8 @@ def score_phase(
     """Score a forecast on its rows with the shared evaluation code.
 
     With ``mean_only`` the intervals come from the network mean alone, as the original study
-    built them; otherwise from the full posterior predictive.
+    built them; otherwise from the full posterior predictive. CRPS uses the quantile-grid
+    estimator of the baselines, so every model's CRPS is computed the same way.
     """
     rows = dataset.rows(forecast_.role)
     draws = forecast_.mean_only_yards if mean_only else forecast_.predictive_yards
@@ -133,6 +134,7 @@ def score_phase(
         draws=draws.T,
         levels=levels,
         row_ids=rows["row_id"].to_numpy(),
+        crps_estimator="quantile_grid",
     )
 
 

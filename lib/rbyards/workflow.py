@@ -60,6 +60,8 @@ def setup(
 ) -> tuple[Params, OutputPaths]:
     """Load and validate the profile's parameters and return them with the output folders."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # Matplotlib's PDF backend logs every font subset at INFO through fontTools.
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
     params = load_params(profile, params_dir, dict(overrides or {}))
     return params, OutputPaths(Path(output_root).resolve() / profile)
 
