@@ -283,3 +283,13 @@ def test_load_results_invalid_json_names_file(tmp_path):
 def test_load_results_missing_folder(tmp_path):
     with pytest.raises(tables.TableInputError, match="does not exist"):
         tables.load_results(tmp_path / "absent")
+
+
+def test_unescaped_percent_in_caption_rejected(results):
+    with pytest.raises(tables.TableInputError, match="unescaped %"):
+        tables.phase_comparison_table(results, caption="Coverage of 90% intervals.")
+
+
+def test_escaped_percent_in_caption_kept(results):
+    table = tables.phase_comparison_table(results, caption=r"Coverage of 90\% intervals.")
+    assert r"\caption{Coverage of 90\% intervals.}" in table.float_

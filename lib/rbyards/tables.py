@@ -28,6 +28,7 @@ DEFAULT_LEVELS = (0.5, 0.68, 0.8, 0.9, 0.95)
 MISSING = "--"
 
 _LATEX_SPECIAL = re.compile(r"[\\&%$#_{}~^]")
+_UNESCAPED_PERCENT = re.compile(r"(?<!\\)%")
 _LATEX_REPLACEMENTS = {
     "\\": r"\textbackslash{}",
     "~": r"\textasciitilde{}",
@@ -250,6 +251,11 @@ def _tabular(column_spec: str, header_lines: Sequence[str], rows: Sequence[Seque
 def _assemble(
     tabular: str, notes: Sequence[str], *, comment: str, caption: str, label: str
 ) -> LatexTable:
+    if _UNESCAPED_PERCENT.search(caption):
+        # A bare % starts a LaTeX comment and swallows the closing brace of \caption.
+        raise TableInputError(
+            f"caption {caption!r} contains an unescaped %; write \\% in LaTeX captions"
+        )
     body_lines = ["\\begin{threeparttable}", tabular]
     if notes:
         body_lines.extend(["\\begin{tablenotes}[flushleft]", "\\footnotesize"])
