@@ -242,10 +242,11 @@ class Forecaster:
             np.random.default_rng(seed),
             player_idx=player_idx,
         )
-        quantiles = np.quantile(draws["predictive"], levels, axis=0).T
-        return evaluation.quantile_frame(
-            models.to_yards(quantiles, self.log_shift), levels, index=rows.index
-        )
+        # Take quantiles of the yards draws, as the phase prediction files do, because linear
+        # interpolation between draws on the log scale gives slightly different values.
+        predictive_yards = models.to_yards(draws["predictive"], self.log_shift)
+        quantiles = np.quantile(predictive_yards, levels, axis=0).T
+        return evaluation.quantile_frame(quantiles, levels, index=rows.index)
 
 
 def write_result(
