@@ -1,10 +1,10 @@
 """Study parameters: YAML profiles in ``params/<profile>.yaml`` validated with pydantic.
 
 Every notebook and the runner read the same validated :class:`Params`. A profile file contains every
-setting of the study (data, split, features, sampler, phases, evaluation). Overrides are dotted keys
-(``{"sampler.draws": 200}``) applied on top of the file before validation, so the same checks cover
-both. Checks that need the data (is the test season there, does the split leave rows in each role)
-live in :func:`validate_against_data`.
+setting of the study (data, split, features, sampler, phases, evaluation, backtest). Overrides are
+dotted keys (``{"sampler.draws": 200}``) applied on top of the file before validation, so the same
+checks cover both. Checks that need the data (is the test season there, does the split leave rows
+in each role, can each backtest season be a fold) live in :func:`validate_against_data`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ BASELINE_MODELS = (
     "split_conformal_forest",
     "empirical",
 )
+# Models a backtest can refit: the Bayesian phases with a posterior of their own (phase 2.3 only
+# recalibrates phase 2.1 and 2.2 forecasts) and every baseline.
+BAYESIAN_MODELS = ("phase1", "phase2_1", "phase2_2")
+BACKTEST_MODELS = BAYESIAN_MODELS + BASELINE_MODELS
 
 # Profile names become file and folder names, so path separators are not allowed.
 PROFILE_PATTERN = r"^[A-Za-z0-9_-]+$"
@@ -211,6 +215,44 @@ class EvaluationParams(_Section):
         return self
 
 
+class BacktestParams(_Section):
+    """Rolling-origin backtest: one fold per test season, each split like the main split.
+
+    A fold trains on every modelled row before ``split.test_start_week`` of its season (the last
+    ``split.calibration_weeks`` weeks held out for calibration) and tests on the rest of that
+    season. Profiles without this section get no backtest.
+    """
+
+    enabled: bool = False
+    seasons: list[Annotated[int, Field(ge=1999, le=2100)]] = Field(
+        default_factory=lambda: [2022, 2023, 2024], min_length=1
+    )
+    models: list[Literal[BACKTEST_MODELS]] = Field(
+        default_factory=lambda: list(BACKTEST_MODELS), min_length=1
+    )
+
+    @model_validator(mode="after")
+    def _check_lists(self) -> BacktestParams:
+        if sorted(set(self.seasons)) != list(self.seasons):
+            raise ValueError(
+                f"seasons must be increasing without repeats, got {self.seasons}; "
+                f"for example {sorted(set(self.seasons))}"
+            )
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models must not repeat a name, got {self.models}")
+        return self
+
+    @property
+    def bayesian_models(self) -> list[str]:
+        """The Bayesian phases in ``models``, in the order listed."""
+        return [name for name in self.models if name in BAYESIAN_MODELS]
+
+    @property
+    def baseline_models(self) -> list[str]:
+        """The baselines in ``models``, in the order listed."""
+        return [name for name in self.models if name in BASELINE_MODELS]
+
+
 class Params(_Section):
     """All settings of one profile."""
 
@@ -221,6 +263,7 @@ class Params(_Section):
     sampler: SamplerParams = Field(default_factory=SamplerParams)
     phases: PhasesParams = Field(default_factory=PhasesParams)
     evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
+    backtest: BacktestParams = Field(default_factory=BacktestParams)
 
     @model_validator(mode="after")
     def _check_split_seasons(self) -> Params:
@@ -415,6 +458,8 @@ def validate_against_data(
     params: Params,
     seasons_available: Iterable[int],
     weeks_by_season: Mapping[int, Iterable[int]],
+    *,
+    source: str | None = None,
 ) -> None:
     """Check that the split in ``params`` leaves rows for training and testing in the data.
 
@@ -426,47 +471,165 @@ def validate_against_data(
         Seasons that have data files.
     weeks_by_season : mapping of int to iterable of int
         Weeks with modelled rows in each season.
+    source : str, optional
+        Where the parameters came from, such as the profile file. Every message starts with it.
 
     Raises
     ------
     ParamsError
         When a listed season has no data, the test season is not in the data, the test season has
         no week at or after ``test_start_week``, or the training period has no more weeks than
-        ``calibration_weeks`` takes out of it.
+        ``calibration_weeks`` takes out of it; with the backtest enabled, also when a backtest
+        season cannot be a fold (see :func:`validate_backtest_seasons`).
     """
+    prefix = f"{source}: " if source else ""
     available = sorted({int(season) for season in seasons_available})
-    weeks = {int(season): sorted({int(w) for w in ws}) for season, ws in weeks_by_season.items()}
+    weeks = _weeks_by_season(weeks_by_season)
     split = params.split
     if params.data.seasons is not None:
         missing = sorted(set(params.data.seasons) - set(available))
         if missing:
             raise ParamsError(
-                f"data.seasons lists {missing} but the data has seasons {available}; "
+                f"{prefix}data.seasons lists {missing} but the data has seasons {available}; "
                 "remove them from data.seasons or add their files"
             )
-        seasons = sorted(params.data.seasons)
-    else:
-        seasons = available
+    seasons = _modelled_seasons(params, available)
     if split.test_season not in seasons:
         raise ParamsError(
-            f"split.test_season = {split.test_season} is not in the data (seasons {seasons}); "
-            "choose one of those seasons"
+            f"{prefix}split.test_season = {split.test_season} is not in the data (seasons "
+            f"{seasons}); choose one of those seasons"
         )
     test_season_weeks = weeks.get(split.test_season, [])
     test_weeks = [w for w in test_season_weeks if w >= split.test_start_week]
     if not test_weeks:
         last = max(test_season_weeks) if test_season_weeks else None
         raise ParamsError(
-            f"split.test_start_week = {split.test_start_week} leaves no test rows: season "
+            f"{prefix}split.test_start_week = {split.test_start_week} leaves no test rows: season "
             f"{split.test_season} has weeks up to {last}; choose a week <= {last}"
         )
-    training_weeks = [(s, w) for s in seasons if s < split.test_season for w in weeks.get(s, [])]
-    training_weeks += [
-        (split.test_season, w) for w in test_season_weeks if w < split.test_start_week
-    ]
-    if len(training_weeks) <= split.calibration_weeks:
+    training_weeks = _training_week_count(params, seasons, weeks, split.test_season)
+    if training_weeks <= split.calibration_weeks:
         raise ParamsError(
-            f"split.calibration_weeks = {split.calibration_weeks} leaves no training rows: the "
-            f"training period has {len(training_weeks)} weeks; lower calibration_weeks or add "
+            f"{prefix}split.calibration_weeks = {split.calibration_weeks} leaves no training rows: "
+            f"the training period has {training_weeks} weeks; lower calibration_weeks or add "
             "earlier seasons"
         )
+    if params.backtest.enabled:
+        validate_backtest_seasons(params, available, weeks, source=source)
+
+
+def backtest_season_problems(
+    params: Params,
+    seasons_available: Iterable[int],
+    weeks_by_season: Mapping[int, Iterable[int]],
+) -> dict[int, str]:
+    """Return why each season of the data or of ``backtest.seasons`` cannot be a backtest fold.
+
+    The modelled seasons are ``data.seasons``, or every available season when that is null. A
+    fold's season must be one of them and must have an earlier one to train on. It also needs a
+    week at or after ``split.test_start_week`` and more training weeks than
+    ``split.calibration_weeks``.
+
+    Parameters
+    ----------
+    params : Params
+        Validated parameters.
+    seasons_available : iterable of int
+        Seasons that have data files.
+    weeks_by_season : mapping of int to iterable of int
+        Weeks with modelled rows in each season.
+
+    Returns
+    -------
+    dict of int to str
+        Season to the reason it cannot be a fold; seasons that can be folds are absent.
+    """
+    available = sorted({int(season) for season in seasons_available})
+    weeks = _weeks_by_season(weeks_by_season)
+    seasons = _modelled_seasons(params, available)
+    split = params.split
+    problems = {}
+    for season in sorted(set(seasons) | set(params.backtest.seasons)):
+        if season not in seasons:
+            problems[season] = f"{season} is not in the data (seasons {seasons})"
+        elif season == seasons[0]:
+            problems[season] = f"{season} has no earlier season to train on"
+        elif not any(week >= split.test_start_week for week in weeks.get(season, [])):
+            last = max(weeks.get(season, []), default=None)
+            problems[season] = (
+                f"{season} has no week >= split.test_start_week = {split.test_start_week} "
+                f"(last week {last})"
+            )
+        elif _training_week_count(params, seasons, weeks, season) <= split.calibration_weeks:
+            problems[season] = (
+                f"{season} has no more training weeks than split.calibration_weeks = "
+                f"{split.calibration_weeks}"
+            )
+    return problems
+
+
+def validate_backtest_seasons(
+    params: Params,
+    seasons_available: Iterable[int],
+    weeks_by_season: Mapping[int, Iterable[int]],
+    *,
+    source: str | None = None,
+) -> list[int]:
+    """Check that every season in ``backtest.seasons`` can be a fold, and return them.
+
+    Parameters
+    ----------
+    params : Params
+        Validated parameters.
+    seasons_available : iterable of int
+        Seasons that have data files, as found by :func:`rbyards.data.discover_seasons`.
+    weeks_by_season : mapping of int to iterable of int
+        Weeks with modelled rows in each season.
+    source : str, optional
+        Where the parameters came from, such as the profile file. The message starts with it.
+
+    Returns
+    -------
+    list of int
+        ``backtest.seasons``, increasing.
+
+    Raises
+    ------
+    ParamsError
+        When a listed season cannot be a fold (see :func:`backtest_season_problems`); the
+        message names the key, each rejected season with its reason and the allowed seasons.
+    """
+    available = sorted({int(season) for season in seasons_available})
+    problems = backtest_season_problems(params, available, weeks_by_season)
+    requested = list(params.backtest.seasons)
+    rejected = [season for season in requested if season in problems]
+    if rejected:
+        allowed = [s for s in _modelled_seasons(params, available) if s not in problems]
+        prefix = f"{source}: " if source else ""
+        reasons = "; ".join(problems[season] for season in rejected)
+        raise ParamsError(
+            f"{prefix}backtest.seasons = {requested} is invalid: {reasons}; allowed values: "
+            f"{allowed}. Remove those seasons from backtest.seasons or set backtest.enabled "
+            "to false"
+        )
+    return requested
+
+
+def _weeks_by_season(weeks_by_season: Mapping[int, Iterable[int]]) -> dict[int, list[int]]:
+    return {int(season): sorted({int(w) for w in ws}) for season, ws in weeks_by_season.items()}
+
+
+def _modelled_seasons(params: Params, available: list[int]) -> list[int]:
+    """Return the seasons the study models: ``data.seasons`` when listed, else those available."""
+    if params.data.seasons is not None:
+        return sorted(params.data.seasons)
+    return available
+
+
+def _training_week_count(
+    params: Params, seasons: list[int], weeks: Mapping[int, list[int]], test_season: int
+) -> int:
+    """Count the (season, week) pairs before week ``split.test_start_week`` of ``test_season``."""
+    earlier = sum(len(weeks.get(season, [])) for season in seasons if season < test_season)
+    start = params.split.test_start_week
+    return earlier + sum(1 for week in weeks.get(test_season, []) if week < start)
