@@ -60,7 +60,7 @@ def test_parameters_cell_defines_shared_names(path: Path):
     notebook = nbformat.read(path, as_version=4)
     cell = _parameters_cell(notebook)
     namespace: dict = {}
-    exec(cell.source, namespace)  # the parameters cell holds plain assignments only
+    exec(cell.source, namespace)  # the parameters cell contains plain assignments only
     missing = [name for name in SHARED_PARAMETERS if name not in namespace]
     assert missing == []
     assert namespace["params_dir"] == "../params"

@@ -2,9 +2,11 @@
 
 Every model works on the log scale: ``y_model = log(rushing_yards + log_shift)`` (see
 :class:`rbyards.features.Dataset`). The shift makes losses of yards (negative values) usable;
-predictive quantiles are computed on the model scale and mapped back with
-``exp(q) - log_shift``, which is exact for quantiles because the map is increasing. Means are
-never back-transformed: the exponential of a Student-t variable has no finite mean.
+predictive draws are mapped back with ``exp(y) - log_shift``, and because the map is increasing
+each quantile of the distribution in yards is the back-transformed quantile on the model scale.
+Sample quantiles are taken from the draws in yards, so that interpolation between draws happens
+on the scale that is scored. Means are never back-transformed: the exponential of a Student-t
+variable has no finite mean.
 
 The networks' forward passes are written twice, once in PyTensor for sampling and once in NumPy
 for prediction from stored posterior draws. Predicting with NumPy keeps forecasts for new rows
@@ -189,6 +191,9 @@ def phase1_location(
     seen = player_idx >= 0
     effect = np.empty_like(network)
     effect[:, seen] = player_raw[:, player_idx[seen]]
+    # NOTE: each unseen row gets its own population draw, so two games of one new player are
+    # independent within a draw. Per-game scores are right; sums over a player's games would
+    # need one draw per player (pass the player ids of the unseen rows).
     effect[:, ~seen] = rng.standard_normal((network.shape[0], int((~seen).sum())))
     return network + player_sd[:, None] * effect
 
