@@ -553,3 +553,113 @@ def _write_text_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Backtest
+
+
+def backtest_table(
+    results: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    *,
+    metrics: Sequence[str] = ("coverage_90", "crps"),
+    labels: Mapping[str, str] | None = None,
+    confidence: float = 0.9,
+    program: str = "rbyards.tables",
+    source_files: Sequence[str] = (),
+    run_ids: Sequence[str] = (),
+    caption: str = "Backtest: test metrics per model and test season, and over all seasons.",
+    label: str = "tab:backtest",
+) -> LatexTable:
+    """Build the backtest table: one panel per metric, models as rows, seasons as columns.
+
+    Parameters
+    ----------
+    results : Mapping[str, Mapping[str, Mapping]]
+        Model name to season label to a result dict with ``metrics`` and, optionally,
+        ``metric_intervals``, as ``rbyards.backtest.metrics_by_model`` returns. Models are rows
+        in this order, and the first model's season labels (``"pooled"`` included) are the
+        columns in that order.
+    metrics : Sequence[str]
+        Metric keys, one panel of rows each.
+    labels : Mapping[str, str], optional
+        Plain-text row names per model (escaped here), else the model name.
+    confidence : float
+        Confidence level of the bootstrap intervals, stated in the table note.
+    program : str
+        Notebook or script named in the provenance comment.
+    source_files : Sequence[str]
+        Result files named in the provenance comment.
+    run_ids : Sequence[str]
+        Run ids named in the provenance comment.
+    caption : str
+        LaTeX caption of the float.
+    label : str
+        LaTeX label of the float.
+
+    Returns
+    -------
+    LatexTable
+
+    Raises
+    ------
+    TableInputError
+        When ``results`` or ``metrics`` is empty, a model lacks a season of the first model, or
+        a season lacks a metric.
+    """
+    if not results:
+        raise TableInputError("no backtest results given; pass metrics per model and season")
+    if not metrics:
+        raise TableInputError("no metrics given; pass at least one metric key")
+    seasons = list(next(iter(results.values())))
+    for model, by_season in results.items():
+        missing = [season for season in seasons if season not in by_season]
+        if missing:
+            raise TableInputError(
+                f"backtest model {model!r} has no results for seasons {missing}; score every "
+                "model on every fold"
+            )
+    width = len(seasons) + 1
+    rows = []
+    for metric in metrics:
+        rows.append([f"\\multicolumn{{{width}}}{{l}}{{\\textit{{{metric_header(metric)}}}}}"])
+        percent = bool(_COVERAGE_METRIC.match(metric))
+        for model, by_season in results.items():
+            values = [_display_name(model, labels)]
+            # Intervals go on a second, smaller row under the values to keep the table narrow.
+            intervals = [""]
+            for season in seasons:
+                entry = by_season[season]
+                run_id = f"{model} {season}"
+                values.append(format_metric(metric, _metric(entry, run_id, metric)))
+                interval = format_interval(_bounds(entry, metric), percent=percent)
+                intervals.append(f"{{\\footnotesize {interval}}}" if interval else "")
+            rows.append(values)
+            if any(intervals):
+                rows.append(intervals)
+    header = "Model & " + " & ".join(escape_latex(season.capitalize()) for season in seasons)
+    first = next(iter(results.values()))
+    counts = [
+        f"{escape_latex(season)} {first[season].get('metrics', {}).get('n_rows', MISSING)}"
+        for season in seasons
+    ]
+    notes = [
+        "Each season's models are trained on every game before its test weeks, with the last "
+        "weeks held out for calibration, and tested on the rest of that season. The pooled "
+        "column scores the test games of every season together. Test games: "
+        + ", ".join(counts)
+        + ".",
+        f"Brackets under each value: {100 * confidence:g}\\% bootstrap interval that resamples "
+        r"players (all test games of a player together), in percent for coverage and yards "
+        r"otherwise. No brackets: not reported.",
+    ]
+    comment = provenance_comment(
+        program=program, source_files=list(source_files), run_ids=list(run_ids)
+    )
+    return _assemble(
+        _tabular("l" + "r" * len(seasons), [header + r" \\"], rows),
+        notes,
+        comment=comment,
+        caption=caption,
+        label=label,
+    )
