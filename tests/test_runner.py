@@ -206,7 +206,8 @@ def test_plan_ids_dependencies_and_notebooks() -> None:
     plan = build_plan(params, Workspace.from_root(REPO_ROOT))
     by_id = {run.run_id: run for run in plan}
     assert [run.run_id for run in plan][:3] == ["data", "phase1.seed", "phase1.pregame"]
-    assert len(plan) == 12
+    assert len(plan) == 14
+    assert [run.run_id for run in plan][-3:] == ["comparison", "backtest.seed", "backtest.pregame"]
     assert by_id["phase2_3.pregame"].dependencies == (
         "data",
         "phase2_1.pregame",
@@ -215,6 +216,11 @@ def test_plan_ids_dependencies_and_notebooks() -> None:
     assert by_id["comparison"].dependencies == ("data",)
     assert len(by_id["comparison"].soft_dependencies) == 10
     assert by_id["baselines.seed"].notebook.name == "30_baselines.ipynb"
+    # The comparison does not wait for the backtest, which needs only the data.
+    assert not any("backtest" in run_id for run_id in by_id["comparison"].soft_dependencies)
+    assert by_id["backtest.pregame"].dependencies == ("data",)
+    assert by_id["backtest.pregame"].notebook.name == "40_backtest.ipynb"
+    assert by_id["backtest.pregame"].parameters["run_id"] == "backtest.pregame"
     parameters = by_id["phase2_1.seed"].parameters
     assert parameters["feature_set"] == "seed"
     assert parameters["run_id"] == "phase2_1.seed"
@@ -265,6 +271,30 @@ def test_cell_timeout_adds_margin() -> None:
     params = load_params("quick", REPO_ROOT / "params")
     assert cell_timeout_seconds(params) == 4 * 60 + 300
     assert cell_timeout_seconds(params, margin_seconds=10) == 250
+    assert cell_timeout_seconds(params, phase="phase2_2") == 4 * 60 + 300
+
+
+def test_backtest_timeout_covers_every_fit() -> None:
+    params = load_params("quick", REPO_ROOT / "params")
+    # 2 seasons times phase1, phase2_1 and phase2_2, sampled in one notebook cell.
+    assert cell_timeout_seconds(params, phase="backtest") == 6 * 4 * 60 + 300
+    baselines_only = load_params("quick", REPO_ROOT / "params", {"backtest.models": ["empirical"]})
+    assert cell_timeout_seconds(baselines_only, phase="backtest") == 4 * 60 + 300
+
+
+def test_backtest_key_reads_backtest_parameters(tmp_path: Path) -> None:
+    workspace = make_project(tmp_path / "project").workspace()
+    base = load_params("quick", REPO_ROOT / "params")
+    changed = load_params("quick", REPO_ROOT / "params", {"backtest.seasons": [2024]})
+    inventory = fake_inventory(base)
+    by_id = {run.run_id: run for run in build_plan(base, workspace)}
+    backtest_run, phase_run = by_id["backtest.seed"], by_id["phase2_1.seed"]
+    assert compute_key(backtest_run, base, inventory, "s", {}) != compute_key(
+        backtest_run, changed, inventory, "s", {}
+    )
+    assert compute_key(phase_run, base, inventory, "s", {}) == compute_key(
+        phase_run, changed, inventory, "s", {}
+    )
 
 
 def write_player_file(path: Path, rows: list[tuple[int, int, str, float]]) -> None:
@@ -709,6 +739,18 @@ BAD_INPUT = [
     ("unknown phase", ["--phases", "phase9"], "--phases 'phase9' is not a phase or run id"),
     ("unknown forced", ["--force", "phase9"], "--force 'phase9' is not a phase or run id"),
     ("disabled phase", ["--phases", "phase1"], "--phases phase1: that phase is disabled"),
+    ("disabled backtest", ["--phases", "backtest"], "set backtest.enabled to true"),
+    (
+        "backtest season absent",
+        ["--set", "backtest.enabled=true", "--set", "backtest.seasons=[2022,2024]"],
+        "fixture.yaml with overrides {'backtest.enabled': True, 'backtest.seasons': [2022, "
+        "2024]}: backtest.seasons = [2022, 2024] is invalid: 2022 is not in the data",
+    ),
+    (
+        "backtest first season",
+        ["--set", "backtest.enabled=true", "--set", "backtest.seasons=[2023]"],
+        "2023 has no earlier season to train on; allowed values: [2024]",
+    ),
     ("test season absent", ["--set", "split.test_season=2022"], "test_season = 2022 is not in"),
     ("no test rows", ["--set", "split.test_start_week=13"], "leaves no test rows"),
     ("no train rows", ["--set", "split.calibration_weeks=40"], "leaves no training rows"),

@@ -2,7 +2,9 @@
 
 A *plan* lists the runs of one profile: ``data``, then ``phase1.<fs>``, ``phase2_1.<fs>``,
 ``phase2_2.<fs>``, ``phase2_3.<fs>`` and ``baselines.<fs>`` for each feature set ``fs``, then
-``comparison``. Each run executes one notebook with the papermill parameters ``profile``,
+``comparison``, then ``backtest.<fs>`` when the backtest is enabled. The backtest refits the
+models on several test seasons and needs only the data, so it runs last and the comparison does
+not wait for it. Each run executes one notebook with the papermill parameters ``profile``,
 ``params_dir``, ``output_root``, ``overrides``, ``feature_set`` and ``run_id``.
 
 Files under ``<output_root>/<profile>/``:
@@ -45,7 +47,16 @@ from rbyards.provenance import sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
-PHASES = ("data", "phase1", "phase2_1", "phase2_2", "phase2_3", "baselines", "comparison")
+PHASES = (
+    "data",
+    "phase1",
+    "phase2_1",
+    "phase2_2",
+    "phase2_3",
+    "baselines",
+    "comparison",
+    "backtest",
+)
 PER_FEATURE_SET_PHASES = ("phase1", "phase2_1", "phase2_2", "phase2_3", "baselines")
 NOTEBOOK_NAMES = {
     "data": "00_data.ipynb",
@@ -55,6 +66,7 @@ NOTEBOOK_NAMES = {
     "phase2_3": "23_phase2_3.ipynb",
     "baselines": "30_baselines.ipynb",
     "comparison": "90_comparison.ipynb",
+    "backtest": "40_backtest.ipynb",
 }
 # Parameters each phase reads; a change anywhere else does not rerun it. Runs also carry the keys
 # of their dependencies, so phase2_3 reruns when phase2_1 or phase2_2 does.
@@ -66,6 +78,17 @@ PHASE_PARAMETERS = {
     "phase2_3": ("data", "split", "features.log_shift", "phases.phase2_3", "evaluation"),
     "baselines": ("data", "split", "features.log_shift", "phases.baselines", "evaluation"),
     "comparison": ("features.feature_sets", "evaluation"),
+    "backtest": (
+        "data",
+        "split",
+        "features.log_shift",
+        "sampler",
+        "phases.phase1",
+        "phases.phase2_1",
+        "phases.phase2_2",
+        "evaluation",
+        "backtest",
+    ),
 }
 # Added to the sampler's time limit to get papermill's per-cell timeout: sampling is bounded by
 # the sampler itself, and the margin covers model building and posterior predictive draws.
@@ -309,7 +332,8 @@ def build_plan(params: Params, workspace: Workspace) -> list[Run]:
     Returns
     -------
     list of Run
-        ``data``, the per-feature-set runs grouped by phase, then ``comparison``.
+        ``data``, the per-feature-set runs grouped by phase, ``comparison``, then the
+        ``backtest`` runs, which depend on ``data`` only.
     """
     phases = params.phases
     enabled = {
@@ -357,6 +381,9 @@ def build_plan(params: Params, workspace: Workspace) -> list[Run]:
                 ]
             plan.append(make(phase, feature_set, deps))
     plan.append(make("comparison", None, ["data"], [run.run_id for run in plan[1:]]))
+    if params.backtest.enabled:
+        for feature_set in params.features.feature_sets:
+            plan.append(make("backtest", feature_set, ["data"]))
     return plan
 
 
@@ -389,9 +416,10 @@ def _expand_names(names: Sequence[str], plan: list[Run], option: str) -> set[str
         elif name in PHASES:
             matches = [run.run_id for run in plan if run.phase == name]
             if not matches:
+                switch = "backtest.enabled" if name == "backtest" else f"phases.{name}.enabled"
                 raise RunnerError(
                     f"{option} {name}: that phase is disabled in the parameters; set "
-                    f"phases.{name}.enabled to true or leave it out of {option}"
+                    f"{switch} to true or leave it out of {option}"
                 )
             selected.update(matches)
         else:
@@ -651,7 +679,12 @@ def prepare(
     function = inventory_function or (lambda p: inventory_data(p, workspace.notebooks_dir))
     inventory = function(params)
     if inventory.weeks_by_season is not None:
-        validate_against_data(params, inventory.seasons, inventory.weeks_by_season)
+        validate_against_data(
+            params,
+            inventory.seasons,
+            inventory.weeks_by_season,
+            source=_params_source(workspace, profile, overrides),
+        )
     elif params.data.download:
         logger.warning(
             "nflverse files missing in %s; the data notebook will download them, and the split "
@@ -683,6 +716,12 @@ def prepare(
         inventory_function=function,
         paths=ProfilePaths(workspace.output_root / profile),
     )
+
+
+def _params_source(workspace: Workspace, profile: str, overrides: Mapping[str, Any]) -> str:
+    """Name the profile file, and the overrides when there are any, for error messages."""
+    path = workspace.params_dir / f"{profile}.yaml"
+    return f"{path} with overrides {dict(overrides)}" if overrides else str(path)
 
 
 def read_lock_holder(paths: ProfilePaths) -> dict[str, Any] | None:
@@ -937,23 +976,30 @@ def _write_blocked(paths: ProfilePaths, run_id: str, key: str, blockers: list[st
 
 
 def cell_timeout_seconds(
-    params: Params, margin_seconds: float = CELL_TIMEOUT_MARGIN_SECONDS
+    params: Params, margin_seconds: float = CELL_TIMEOUT_MARGIN_SECONDS, *, phase: str = ""
 ) -> int:
-    """Return papermill's per-cell timeout: the sampler time limit plus a margin, in seconds.
+    """Return papermill's per-cell timeout: the sampling time limit plus a margin, in seconds.
 
     Parameters
     ----------
     params : Params
-        Gives ``sampler.time_limit_minutes``.
+        Gives ``sampler.time_limit_minutes`` and, for the backtest, its seasons and models.
     margin_seconds : float, default CELL_TIMEOUT_MARGIN_SECONDS
         Seconds added to the time limit.
+    phase : str, optional
+        The run's phase. The backtest notebook samples every Bayesian model on every season in
+        one cell, so its limit is ``time_limit_minutes`` times the number of those fits.
 
     Returns
     -------
     int
         Whole seconds, rounded up, because nbclient accepts only an integer timeout.
     """
-    return math.ceil(params.sampler.time_limit_minutes * 60.0 + margin_seconds)
+    fits = 1
+    if phase == "backtest":
+        backtest = params.backtest
+        fits = max(1, len(backtest.seasons) * len(backtest.bayesian_models))
+    return math.ceil(params.sampler.time_limit_minutes * 60.0 * fits + margin_seconds)
 
 
 def execute(
@@ -1030,7 +1076,6 @@ def _execute_locked(
 ) -> list[RunOutcome]:
     """Walk the plan: block, reuse or execute each selected run; compute every run's key."""
     paths = prepared.paths
-    timeout = cell_timeout_seconds(prepared.params, margin_seconds)
     sources = source_digest(prepared.workspace.source_dir)
     keys: dict[str, str] = {}
     finished: set[str] = set()
@@ -1067,6 +1112,7 @@ def _execute_locked(
             finished.add(run.run_id)
             continue
 
+        timeout = cell_timeout_seconds(prepared.params, margin_seconds, phase=run.phase)
         outcome = _execute_notebook(run, paths, key, timeout, progress_bar)
         if (
             run.phase == "data"
@@ -1108,7 +1154,12 @@ def _recheck_after_download(
         error = f"the data notebook finished but files are still missing in {inventory.data_dir}"
     else:
         try:
-            validate_against_data(prepared.params, inventory.seasons, inventory.weeks_by_season)
+            validate_against_data(
+                prepared.params,
+                inventory.seasons,
+                inventory.weeks_by_season,
+                source=_params_source(prepared.workspace, prepared.profile, prepared.overrides),
+            )
             error = None
         except ParamsError as exc:
             error = str(exc)
