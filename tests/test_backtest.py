@@ -354,7 +354,7 @@ def test_backtest_table_numbers_equal_input(metrics: pd.DataFrame) -> None:
 def test_backtest_table_header_and_notes(metrics: pd.DataFrame) -> None:
     table = tables.backtest_table(backtest.metrics_by_model(metrics), label="tab:bt")
     assert "Model & 2023 & 2024 & Pooled \\\\" in table.fragment
-    assert "Test games: 2023 120, 2024 40, pooled 160." in table.fragment
+    assert "Test games: 2023: 120, 2024: 40, pooled: 160." in table.fragment
     assert re.search(r"\\label\{tab:bt\}", table.float_)
     assert "\\label" not in table.fragment
 

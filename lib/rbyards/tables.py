@@ -640,7 +640,7 @@ def backtest_table(
     header = "Model & " + " & ".join(escape_latex(season.capitalize()) for season in seasons)
     first = next(iter(results.values()))
     counts = [
-        f"{escape_latex(season)} {first[season].get('metrics', {}).get('n_rows', MISSING)}"
+        f"{escape_latex(season)}: {first[season].get('metrics', {}).get('n_rows', MISSING)}"
         for season in seasons
     ]
     notes = [
