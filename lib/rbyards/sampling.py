@@ -45,14 +45,19 @@ class SamplerSettings:
 
 
 def configure_jax_devices(chains: int) -> None:
-    """Let JAX run one chain per CPU device, up to the number of cores.
+    """Give JAX one host device per chain, so that NumPyro runs the chains in parallel.
+
+    Host devices are threads, so there may be more of them than cores. Parallel chains beat
+    vectorized ones, where every chain waits for the longest tree of each iteration: phase 2.1
+    with 4 chains on 2 cores sampled 1.7 times faster with 4 devices than with 2 (100 + 100
+    draws, tree depth 8; measured once on a 2-core machine).
 
     XLA reads ``XLA_FLAGS`` once, when JAX starts, so this must run before the first import of
     jax; later calls have no effect and are logged.
     """
     import sys
 
-    devices = max(1, min(chains, os.cpu_count() or 1))
+    devices = max(1, chains)
     flag = f"--xla_force_host_platform_device_count={devices}"
     if "jax" in sys.modules:
         logger.info("jax is already imported; XLA_FLAGS stays %r", os.environ.get("XLA_FLAGS"))
