@@ -1,9 +1,9 @@
 """The whole study on the real nflverse files with the quick profile, through run_all.py.
 
-One module-scoped run executes every notebook with papermill (about 6 minutes on 2 cores);
-the tests then check its outputs against each other: result files, tables, the comparison
-file and the LaTeX bundle. The quick profile's chains are short, so the checks are about
-the pipeline and the study's robust findings, not about converged posteriors.
+One module-scoped run executes every notebook with papermill (about 6 minutes on 2 cores, plus
+about 8 for the two backtest runs). The tests then check its outputs against each other: result
+files, tables, the comparison file and the LaTeX bundle. The quick profile's chains are short, so
+the checks are about the pipeline and the study's robust findings, not about converged posteriors.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def test_every_run_succeeded(study: dict):
 
 def test_executed_notebooks_have_no_errors(study: dict):
     executed = sorted((study["root"] / "notebooks").glob("*.ipynb"))
-    assert len(executed) == 12
+    # data and comparison, plus 5 phases and the backtest for each of the 2 feature sets.
+    assert len(executed) == 14
     for path in executed:
         notebook = nbformat.read(path, as_version=4)
         errors = [
@@ -259,3 +260,19 @@ def test_status_reports_every_run_done(study: dict):
     ]
     assert len(lines) == 12
     assert all(" done" in line for line in lines), status.stdout
+
+
+def test_backtest_folds_rows_and_bundle(study: dict):
+    tables_tex = (study["root"] / "latex" / "tables.tex").read_text()
+    for fs in FEATURE_SETS:
+        result = _result(study, f"backtest.{fs}")
+        seasons = [str(season) for season in result["seasons"]]
+        assert seasons == ["2023", "2024"]
+        test_rows = [result["folds"][season]["test_rows"] for season in seasons]
+        assert test_rows[0] > 200
+        for by_season in result["models"].values():
+            counts = [by_season[season]["metrics"]["n_rows"] for season in seasons]
+            assert counts == test_rows
+            assert by_season["pooled"]["metrics"]["n_rows"] == sum(test_rows)
+        # The backtest runs after the comparison and rebuilds the bundle with its own table.
+        assert f"tables/backtest_{fs}" in tables_tex
