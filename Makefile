@@ -36,7 +36,7 @@ test-fast: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check lib tests run_all.py benchmarks
-	$(BIN)/nbstripout --verify notebooks/*.ipynb
+	$(BIN)/nbstripout --verify --keep-id notebooks/*.ipynb
 
 benchmark: $(INSTALLED)
 	$(BIN)/python benchmarks/sampling.py --phase phase2_1 --profile $(PROFILE)

@@ -32,7 +32,8 @@ def test_default_profile_values() -> None:
     assert params.features.feature_sets == ["seed", "pregame"]
     assert params.sampler.chains == 4
     assert params.sampler.draws == 1000
-    assert params.sampler.time_limit_minutes == 30
+    assert params.sampler.time_limit_minutes == 60
+    assert params.sampler.max_treedepth == 8
     assert params.phases.phase2_2.sigma_priors == [10.0, 15.0, 20.0]
     assert params.phases.phase2_3.method == "cqr"
     assert len(params.phases.baselines.models) == 5
@@ -42,9 +43,10 @@ def test_default_profile_values() -> None:
 def test_quick_profile_is_small() -> None:
     params = load_params("quick", PARAMS_DIR)
     assert params.sampler.chains == 2
-    assert params.sampler.tune == 150
-    assert params.sampler.draws == 150
-    assert params.sampler.predictive_draws == 300
+    assert params.sampler.tune == 100
+    assert params.sampler.draws == 100
+    assert params.sampler.max_treedepth == 5
+    assert params.sampler.predictive_draws == 200
     assert params.sampler.time_limit_minutes == 4
     assert params.evaluation.bootstrap_replicates == 200
     assert params.data.seasons is None
@@ -64,7 +66,7 @@ def test_overrides_set_dotted_keys() -> None:
         {"sampler.draws": 200, "phases.phase1.enabled": False, "data.seasons": [2023, 2024]},
     )
     assert params.sampler.draws == 200
-    assert params.sampler.tune == 150
+    assert params.sampler.tune == 100
     assert params.phases.phase1.enabled is False
     assert params.data.seasons == [2023, 2024]
 
@@ -123,7 +125,7 @@ BAD_OVERRIDES = [
     ({"data.seasons": [2022]}, "split.test_season 2024 is not in data.seasons [2022]"),
     ({"split.test_start_week": 0}, "split.test_start_week = 0 is invalid"),
     ({"profile": "other"}, "does not match the file name"),
-    ({"sampler.draws.low": 1}, "sampler.draws is the value 150, not a section"),
+    ({"sampler.draws.low": 1}, "sampler.draws is the value 100, not a section"),
 ]
 
 

@@ -276,8 +276,8 @@ def test_cell_timeout_adds_margin() -> None:
 
 def test_backtest_timeout_covers_every_fit() -> None:
     params = load_params("quick", REPO_ROOT / "params")
-    # 2 seasons times phase1, phase2_1 and phase2_2, sampled in one notebook cell.
-    assert cell_timeout_seconds(params, phase="backtest") == 6 * 4 * 60 + 300
+    # 2 seasons times phase1 and phase2_1, sampled in one notebook cell.
+    assert cell_timeout_seconds(params, phase="backtest") == 4 * 4 * 60 + 300
     baselines_only = load_params("quick", REPO_ROOT / "params", {"backtest.models": ["empirical"]})
     assert cell_timeout_seconds(baselines_only, phase="backtest") == 4 * 60 + 300
 

@@ -44,11 +44,11 @@ def test_settings_from_params_quick():
 
     assert settings.backend == "numpyro"
     assert settings.chains == 2
-    assert settings.tune == 150
-    assert settings.draws == 150
+    assert settings.tune == 100
+    assert settings.draws == 100
     assert settings.target_accept == 0.95
     assert settings.seed == 20241
-    assert settings.max_treedepth == 6
+    assert settings.max_treedepth == 5
 
 
 def test_settings_from_params_override():
