@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,9 @@ def setup(
     # Matplotlib's PDF backend logs every font subset at INFO through fontTools.
     logging.getLogger("fontTools").setLevel(logging.WARNING)
     params = load_params(profile, params_dir, dict(overrides or {}))
+    if params.sampler.backend != "pymc":
+        # Only PyMC's own C backend uses BLAS; NumPyro and nutpie compile with JAX or numba.
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     return params, OutputPaths(Path(output_root).resolve() / profile)
 
 
