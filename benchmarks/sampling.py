@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     import yaml
-    from rbyards import data, features, sampling
+    from rbyards import sampling, workflow
     from rbyards.params import load_params
 
     overrides = {}
@@ -130,19 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(arguments.profile, ROOT / "params", overrides)
     sampling.configure_jax_devices(params.sampler.chains)
 
-    data_dir = data.resolve_data_dir(params.data.nflverse_dir)
-    player_weeks = data.load_player_weeks(data_dir, params.data.seasons, download=False)
-    schedule = data.load_schedule(data_dir, download=False)
-    dataset = features.build_dataset(
-        player_weeks,
-        schedule,
-        min_carries=params.data.min_carries,
-        test_season=params.split.test_season,
-        test_start_week=params.split.test_start_week,
-        feature_set=arguments.feature_set,
-        calibration_weeks=params.split.calibration_weeks,
-        log_shift=params.features.log_shift,
-    )
+    dataset, _ = workflow.load_dataset(params, arguments.feature_set)
 
     fast, fast_quantiles = run_once(arguments.phase, dataset, params, params.sampler.backend)
     print(json.dumps(fast), flush=True)
