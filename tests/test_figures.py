@@ -307,6 +307,26 @@ def test_player_intervals_unknown_player_is_named():
         figures.plot_player_intervals(make_predictions(), ["Derrick Henry", "Nobody"])
 
 
+def test_player_intervals_shared_name_rejected():
+    frame = make_predictions()
+    frame.loc[frame["player_name"] == "Derrick Henry", "player_name"] = "Saquon Barkley"
+    with pytest.raises(figures.FigureInputError, match="more than one player"):
+        figures.plot_player_intervals(frame, ["Saquon Barkley"])
+
+
+def test_calibration_legend_outside_for_many_models():
+    curve = pd.DataFrame({"nominal": [0.1, 0.5, 0.9], "observed": [0.12, 0.5, 0.88]})
+    few = figures.plot_calibration_curves({"a": curve, "b": curve})
+    many = figures.plot_calibration_curves({f"model {i}": curve for i in range(9)})
+    assert few.axes[0].get_legend()._loc == 4  # lower right, inside the axes
+    assert many.get_figwidth() > few.get_figwidth()
+    lines = [line for line in many.axes[0].get_lines() if line.get_label().startswith("model")]
+    # The ninth model reuses the first colour, so it is dashed.
+    assert lines[0].get_color() == lines[8].get_color()
+    assert lines[0].get_linestyle() == "-"
+    assert lines[8].get_linestyle() == "--"
+
+
 def test_model_comparison_bars_and_intervals(results):
     labels = {"phase1.seed": "Phase 1"}
     fig = figures.plot_model_comparison(results, metrics=["crps", "coverage_90"], labels=labels)

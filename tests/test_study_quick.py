@@ -276,3 +276,19 @@ def test_backtest_folds_rows_and_bundle(study: dict):
             assert by_season["pooled"]["metrics"]["n_rows"] == sum(test_rows)
         # The backtest runs after the comparison and rebuilds the bundle with its own table.
         assert f"tables/backtest_{fs}" in tables_tex
+
+
+def test_forced_comparison_reruns_alone(study: dict):
+    forced = _run_all(
+        "run",
+        "--force",
+        "comparison",
+        "--quiet",
+        data_dir=study["data_dir"],
+        output_root=study["output_root"],
+    )
+    assert forced.returncode == 0, forced.stdout[-3000:] + forced.stderr[-3000:]
+    terminal = forced.stdout + forced.stderr
+    assert "comparison: started" in terminal
+    assert "phase2_1.seed: started" not in terminal
+    assert _result(study, "comparison")["status"] == "ok"

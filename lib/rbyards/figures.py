@@ -568,8 +568,11 @@ def plot_calibration_curves(
     """
     if not curves:
         raise FigureInputError("no calibration curves given; pass at least one model")
+    # Beyond a few models the legend would cover the curves, so it moves beside the axes.
+    legend_outside = len(curves) > 4
+    figsize = (FULL_WIDTH, HALF_WIDTH + 0.3) if legend_outside else (HALF_WIDTH, HALF_WIDTH)
     with thesis_style():
-        fig, ax = plt.subplots(figsize=(HALF_WIDTH, HALF_WIDTH))
+        fig, ax = plt.subplots(figsize=figsize)
         ax.plot([0, 1], [0, 1], color="0.5", linestyle=":", linewidth=1.0, label="ideal")
         for index, (name, frame) in enumerate(curves.items()):
             if not {"nominal", "observed"} <= set(frame.columns):
@@ -579,6 +582,8 @@ def plot_calibration_curves(
                 points["nominal"],
                 points["observed"],
                 color=OKABE_ITO[index % len(OKABE_ITO)],
+                # Dashes tell apart models that share a colour once the palette repeats.
+                linestyle="--" if (index // len(OKABE_ITO)) % 2 else "-",
                 label=name,
             )
         ax.set(
@@ -589,7 +594,10 @@ def plot_calibration_curves(
             ylim=(0, 1),
             aspect="equal",
         )
-        ax.legend(loc="best")
+        if legend_outside:
+            ax.legend(loc="center left", bbox_to_anchor=(1.03, 0.5))
+        else:
+            ax.legend(loc="lower right")
     return fig
 
 
@@ -818,6 +826,14 @@ def plot_player_intervals(
             f"players {missing} have no rows in column {key!r} for season {season}; "
             "check the spelling or the season"
         )
+    if key != "player_id" and "player_id" in in_season.columns:
+        ids_per_name = in_season.groupby(key)["player_id"].nunique()
+        shared = [player for player in players if ids_per_name.get(player, 0) > 1]
+        if shared:
+            raise FigureInputError(
+                f"names {shared} belong to more than one player in season {season}; "
+                "pass player ids with name_column='player_id' or choose other players"
+            )
     nrows, ncols = _grid_shape(len(players), ncols)
     with thesis_style():
         fig, axes = plt.subplots(
