@@ -487,6 +487,21 @@ def test_changed_parameter_reruns_affected_runs(finished: Project, tmp_path: Pat
     assert rerun == ["phase2_1.seed", "phase2_3.seed", "comparison"]
 
 
+def test_blocked_run_keeps_finished_record(finished: Project, tmp_path: Path) -> None:
+    project = copy_project(finished, tmp_path / "project")
+    project.behave({"phase2_1.seed": {"raise": "boom from the stand-in"}})
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert project.main("--force", "phase2_1") == 1
+    # phase2_3 and the comparison were blocked, but their finished records stay.
+    assert project.record("phase2_3.seed")["status"] == "done"
+    before_repair = len(project.executions())
+    project.behave({})
+    assert project.main() == 0
+    rerun = project.executions()[before_repair:]
+    # phase2_3.seed is reused: its dependency's key is what it was when it finished.
+    assert rerun == ["phase2_1.seed", "comparison"]
+
+
 @pytest.fixture(scope="module")
 def failed_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, int, str]:
     """A project whose phase2_1.seed raised; returns it, the exit code and the error output."""

@@ -969,6 +969,11 @@ def _finish_record(
 
 def _write_blocked(paths: ProfilePaths, run_id: str, key: str, blockers: list[str]) -> str:
     reason = f"blocked by {', '.join(blockers)}"
+    earlier = _read_json(paths.record(run_id)) or {}
+    if earlier.get("status") == "done":
+        # Keep a finished run's record: once its dependency is repaired, the run can be reused
+        # instead of repeated (a typo in NFLVERSE_DIR must not cost every fit).
+        return reason
     record = {"run_id": run_id, "status": "blocked", "key": key, "error": reason}
     record["finished"] = _utc_now()
     write_json_atomic(paths.record(run_id), record)
