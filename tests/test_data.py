@@ -64,9 +64,12 @@ def test_resolve_data_dir_uses_env(monkeypatch, tmp_path):
     assert data.resolve_data_dir("") == tmp_path / "from_env"
 
 
-def test_resolve_data_dir_default(monkeypatch):
+def test_resolve_data_dir_default(monkeypatch, tmp_path):
     monkeypatch.delenv("NFLVERSE_DIR", raising=False)
-    assert data.resolve_data_dir(None) == Path("data") / "nflverse"
+    monkeypatch.chdir(tmp_path)
+    project_root = Path(__file__).resolve().parents[1]
+    # Anchored in the checkout, not in the working directory (notebooks run from notebooks/).
+    assert data.resolve_data_dir(None) == project_root / "data" / "nflverse"
 
 
 def test_discover_seasons_mixed_names(tmp_path):

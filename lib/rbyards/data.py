@@ -25,7 +25,14 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "NFLVERSE_DIR"
-DEFAULT_DATA_DIR = Path("data") / "nflverse"
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The default folder sits in the project checkout, whatever the working directory (papermill
+# runs notebooks from notebooks/). Outside a checkout it is relative to the working directory.
+DEFAULT_DATA_DIR = (
+    _PROJECT_ROOT / "data" / "nflverse"
+    if (_PROJECT_ROOT / "pyproject.toml").is_file()
+    else Path("data") / "nflverse"
+)
 
 PLAYER_FILE_STEMS = ("player_stats_{season}", "stats_player_week_{season}")
 SCHEDULE_FILE_STEM = "games"
@@ -101,7 +108,7 @@ def resolve_data_dir(configured: str | os.PathLike[str] | None = None) -> Path:
     -------
     Path
         ``configured`` when given, else the ``NFLVERSE_DIR`` environment variable when set and
-        not empty, else ``./data/nflverse``. The folder need not exist.
+        not empty, else ``data/nflverse`` in the project checkout. The folder need not exist.
     """
     if configured is not None and str(configured) != "":
         source, folder = "parameter", Path(configured)

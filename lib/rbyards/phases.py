@@ -119,7 +119,11 @@ def forecast(
 
 
 def score_phase(
-    forecast_: PhaseForecast, dataset: Dataset, levels: tuple[float, ...], *, mean_only: bool = False
+    forecast_: PhaseForecast,
+    dataset: Dataset,
+    levels: tuple[float, ...],
+    *,
+    mean_only: bool = False,
 ) -> pd.DataFrame:
     """Score a forecast on its rows with the shared evaluation code.
 
