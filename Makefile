@@ -42,7 +42,7 @@ benchmark: $(INSTALLED)
 	$(BIN)/python benchmarks/sampling.py --phase phase2_1 --profile $(PROFILE)
 
 lab: $(INSTALLED)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/
 
 clean-outputs:
 	rm -rf outputs/quick outputs/default
