@@ -279,3 +279,22 @@ def test_sample_posterior_numpyro_shape():
     assert report["divergences"] == int(idata.sample_stats["diverging"].values.sum())
     assert 0 < report["tree_depth_mean"] <= 6
     assert report["wall_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_sample_posterior_same_seed_same_draws():
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(30, 3))  # noqa: N806
+    y_model = 4.0 + 0.3 * np.tanh(X[:, 0]) + rng.normal(0.0, 0.4, size=30)
+    model = models.build_phase2_1_model(X, y_model, hidden_units=4, sigma_prior=1.0)
+    settings = sampling.SamplerSettings(
+        backend="numpyro", chains=2, tune=30, draws=30, seed=11, max_treedepth=6
+    )
+    other_seed = sampling.SamplerSettings(**{**settings.__dict__, "seed": 12})
+
+    first, _ = sampling.sample_posterior(model, settings, progressbar=False)
+    second, _ = sampling.sample_posterior(model, settings, progressbar=False)
+    third, _ = sampling.sample_posterior(model, other_seed, progressbar=False)
+
+    np.testing.assert_array_equal(first.posterior["sigma"], second.posterior["sigma"])
+    assert not np.array_equal(first.posterior["sigma"], third.posterior["sigma"])
