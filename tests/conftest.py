@@ -17,6 +17,20 @@ import pandas as pd
 import pytest
 from rbyards.data import discover_seasons, find_schedule_file
 
+# Small phase models for fast tests: 4 hidden units and noise priors sized for log-scale
+# residuals, keyed by phase as rbyards.phases.model_settings returns them.
+SMALL_MODEL_SETTINGS = {
+    "phase1": {"hidden_units": 4, "sigma_prior": 0.3},
+    "phase2_1": {
+        "hidden_units": 4,
+        "nu": 4.0,
+        "sigma_prior": 1.0,
+        "weight_sd": 1.0,
+        "bias_sd": 10.0,
+    },
+    "phase2_2": {"experts": 3, "hidden_units": 4, "sigma_priors": [0.5, 1.0, 1.5], "nu": 4.0},
+}
+
 TEAMS = ("AAA", "BBB", "CCC", "DDD")
 # Pairings of the four teams, cycled week by week so that every team meets every other.
 ROUNDS = (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2)))

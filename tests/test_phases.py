@@ -13,6 +13,7 @@ import pandas as pd
 import pymc as pm
 import pytest
 import xarray as xr
+from conftest import SMALL_MODEL_SETTINGS as SETTINGS
 from conftest import make_league
 from rbyards import evaluation, models, phases, sampling
 from rbyards.features import Dataset, build_dataset
@@ -20,18 +21,6 @@ from rbyards.params import load_params
 from scipy import stats
 
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
-# Small models for fast tests: 4 hidden units and noise priors sized for log-scale residuals.
-SETTINGS = {
-    "phase1": {"hidden_units": 4, "sigma_prior": 0.3},
-    "phase2_1": {
-        "hidden_units": 4,
-        "nu": 4.0,
-        "sigma_prior": 1.0,
-        "weight_sd": 1.0,
-        "bias_sd": 10.0,
-    },
-    "phase2_2": {"experts": 3, "hidden_units": 4, "sigma_priors": [0.5, 1.0, 1.5], "nu": 4.0},
-}
 TABLE_COLUMNS = ["row_id", "player_id", "player_name", "season", "week", "rushing_yards", "tier"]
 QUANTILE_COLUMNS = [evaluation.quantile_column_name(level) for level in evaluation.QUANTILE_LEVELS]
 LEVELS = (0.5, 0.8, 0.9)

@@ -15,23 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import SMALL_MODEL_SETTINGS as SETTINGS
 from conftest import make_league
 from rbyards import evaluation, models, phases, provenance, workflow
 from rbyards.features import Dataset, build_dataset
 from rbyards.params import Params, load_params
 
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
-SETTINGS = {
-    "phase1": {"hidden_units": 4, "sigma_prior": 0.3},
-    "phase2_1": {
-        "hidden_units": 4,
-        "nu": 4.0,
-        "sigma_prior": 1.0,
-        "weight_sd": 1.0,
-        "bias_sd": 10.0,
-    },
-    "phase2_2": {"experts": 3, "hidden_units": 4, "sigma_priors": [0.5, 1.0, 1.5], "nu": 4.0},
-}
 
 
 @pytest.fixture(scope="module")
