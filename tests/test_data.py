@@ -254,7 +254,23 @@ def test_missing_season_without_download(tmp_path):
 
 def test_no_files_and_no_seasons(tmp_path):
     with pytest.raises(DataNotFoundError, match="no nflverse player statistics files"):
+        data.load_player_weeks(tmp_path, download=False)
+
+
+def test_empty_folder_downloads_study_seasons(tmp_path, monkeypatch):
+    requested = []
+
+    def offline(seasons, summary_level):
+        requested.append(seasons)
+        raise ConnectionError("no network in this test")
+
+    monkeypatch.setattr(nflreadpy, "load_player_stats", offline)
+    with pytest.raises(DataNotFoundError, match="nflreadpy failed: ConnectionError") as caught:
         data.load_player_weeks(tmp_path)
+    # Seasons are fetched one by one, and the first failure stops the download.
+    assert requested == [[2020]]
+    assert "player_stats_2020.csv" in str(caught.value)
+    assert "player_stats_2024.csv" in str(caught.value)
 
 
 def test_failed_download_raises_not_found(tmp_path, monkeypatch):

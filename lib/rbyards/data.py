@@ -25,6 +25,9 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "NFLVERSE_DIR"
+DOWNLOAD_SEASONS = (2020, 2021, 2022, 2023, 2024)
+"""Seasons downloaded when no season is configured and the data folder has no player file."""
+
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The default folder sits in the project checkout, whatever the working directory (papermill
 # runs notebooks from notebooks/). Outside a checkout it is relative to the working directory.
@@ -408,8 +411,9 @@ def load_player_weeks(
     Raises
     ------
     DataNotFoundError
-        When a season's file is missing and could not be downloaded, or when ``seasons`` is None
-        and the folder has no player file.
+        When a season's file is missing and could not be downloaded, or when ``seasons`` is None,
+        the folder has no player file and ``download`` is false. With ``download`` true, an
+        empty folder gets :data:`DOWNLOAD_SEASONS`.
     DataError
         When a file lacks a required column, has non-numeric or empty values where numbers are
         required, repeats a (player_id, season, week) row, or has no rows.
@@ -417,6 +421,10 @@ def load_player_weeks(
     folder = Path(data_dir)
     if seasons is None:
         requested = discover_seasons(folder)
+        if not requested and download:
+            # An empty folder with downloads allowed gets the study's seasons.
+            logger.info("no player files in %s; downloading seasons %s", folder, DOWNLOAD_SEASONS)
+            requested = list(DOWNLOAD_SEASONS)
         if not requested:
             raise DataNotFoundError(
                 f"no nflverse player statistics files in {folder} (looked for "
