@@ -49,7 +49,10 @@ def test_bundle_collects_figures_and_tables(tmp_path):
     figures_tex = (latex_dir / "figures.tex").read_text()
     assert r"\includegraphics{figures/calibration_curves-fs_seed.pdf}" in figures_tex
     assert r"\label{fig:calibration_curves-fs_seed}" in figures_tex
-    assert r"\caption{Calibration curves (fs seed).}" in figures_tex
+    assert (
+        r"\caption{Calibration curves of every model: observed against nominal coverage "
+        r"(seed features).}" in figures_tex
+    )
     tables_tex = (latex_dir / "tables.tex").read_text()
     assert r"\input{tables/model_metrics}" in tables_tex
     # Caption and label come from the table's own float file.
@@ -170,3 +173,13 @@ def test_compile_preview_with_pdflatex_only(tmp_path, monkeypatch):
     assert not (latex_dir / "preview.fdb_latexmk").exists()
     log = (latex_dir / "preview.log").read_text(errors="replace")
     assert "Rerun to get cross-references right" not in log
+
+
+def test_unknown_figure_caption_from_stem():
+    assert latex._default_figure_caption("shrinkage_plot-fs_seed") == "Shrinkage plot (fs seed)."
+
+
+def test_known_figure_caption_escapes_run_id():
+    caption = latex._default_figure_caption("player_intervals-fs_seed-run_phase2_1.seed")
+    assert caption.startswith("Weekly predictive medians and 50\\% and 90\\% intervals")
+    assert caption.endswith("(seed features, run phase2\\_1.seed).")

@@ -132,8 +132,37 @@ def build_latex_bundle(
     return latex_dir
 
 
+FIGURE_DESCRIPTIONS = {
+    "backtest": "Rolling-origin backtest: test metrics per season and model",
+    "baseline_calibration_curves": "Calibration curves of the baselines",
+    "calibration_curve": "Calibration curve: observed against nominal coverage",
+    "calibration_curves": "Calibration curves of every model: observed against nominal coverage",
+    "coverage_by_tier": "90\\% interval coverage by player tier (recent carries)",
+    "coverage_width": "Coverage of 90\\% intervals against their mean width",
+    "gate_weights": "Mean gate weight of each expert in the mixture of experts",
+    "hybrid_calibration": "Interval coverage before and after conformal recalibration",
+    "model_comparison": "Test metrics of every model with 90\\% player-bootstrap intervals",
+    "phase1_mean_vs_predictive": "Phase 1: coverage of mean-only and predictive intervals",
+    "pit_histograms": "Histograms of probability integral transform (PIT) values",
+    "player_intervals": "Weekly predictive medians and 50\\% and 90\\% intervals of four players",
+    "target_distribution": "Distribution of rushing yards per game",
+}
+"""Caption text of each figure kind, keyed by the part of the file stem before the first dash."""
+
+
+def _describe_stem_part(part: str) -> str:
+    key, _, value = part.partition("_")
+    return f"{value} features" if key == "fs" else f"{key} {value}"
+
+
 def _default_figure_caption(stem: str) -> str:
     name, _, params = stem.partition("-")
+    if name in FIGURE_DESCRIPTIONS:
+        described = FIGURE_DESCRIPTIONS[name]
+        if not params:
+            return described + "."
+        details = ", ".join(_describe_stem_part(part) for part in params.split("-"))
+        return described + " (" + re.sub(r"([_%&#$])", r"\\\1", details) + ")."
     text = name.replace("_", " ").capitalize()
     if params:
         text += " (" + ", ".join(part.replace("_", " ", 1) for part in params.split("-")) + ")"
