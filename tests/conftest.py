@@ -3,7 +3,8 @@
 ``make_league`` builds a player-week frame and a schedule in the canonical shape of
 ``rbyards.data.load_player_weeks`` and ``rbyards.data.load_schedule``, so tests can call
 ``rbyards.features.build_dataset`` without real data. Use the ``league`` fixture for the default
-league, or ``league_factory`` to choose seasons and weeks.
+league, or ``league_factory`` to choose seasons and weeks. ``synthetic_posterior`` gives
+random parameter draws shaped like a phase model's posterior, for forecasting without sampling.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from rbyards.data import discover_seasons, find_schedule_file
 
 # Small phase models for fast tests: 4 hidden units and noise priors sized for log-scale
@@ -30,6 +32,56 @@ SMALL_MODEL_SETTINGS = {
     },
     "phase2_2": {"experts": 3, "hidden_units": 4, "sigma_priors": [0.5, 1.0, 1.5], "nu": 4.0},
 }
+
+def synthetic_posterior(
+    phase: str, dataset, seed: int = 0, chains: int = 2, draws: int = 200
+) -> xr.Dataset:
+    """Return a posterior of fixed-scale random parameters with the phase model's dims.
+
+    Weights are small and the output bias is the training mean of the log-scale outcome, so
+    forecasts stay near real yards.
+    """
+    rng = np.random.default_rng(seed)
+    settings = SMALL_MODEL_SETTINGS[phase]
+    n_features = len(dataset.feature_names)
+    hidden = settings["hidden_units"]
+    center = float(dataset.y_model("train").mean())
+
+    def normal(scale: float, *shape: int) -> np.ndarray:
+        return rng.normal(0.0, scale, size=(chains, draws, *shape))
+
+    def positive(scale: float, *shape: int) -> np.ndarray:
+        return scale * np.exp(normal(0.1, *shape))
+
+    lead = ("chain", "draw")
+    if phase == "phase2_2":
+        experts = settings["experts"]
+        variables = {
+            "gate_w": ((*lead, "feature", "gated_expert"), normal(0.3, n_features, experts - 1)),
+            "gate_b": ((*lead, "gated_expert"), normal(0.3, experts - 1)),
+            "w_in": (
+                (*lead, "expert", "feature", "hidden"),
+                normal(0.2, experts, n_features, hidden),
+            ),
+            "b_in": ((*lead, "expert", "hidden"), normal(0.2, experts, hidden)),
+            "w_out": ((*lead, "expert", "hidden"), normal(0.05, experts, hidden)),
+            "b_out": ((*lead, "expert"), center + normal(0.05, experts)),
+            "sigma": ((*lead, "expert"), positive(0.3, experts)),
+        }
+        return xr.Dataset(variables)
+    variables = {
+        "w_in": ((*lead, "feature", "hidden"), normal(0.2, n_features, hidden)),
+        "b_in": ((*lead, "hidden"), normal(0.2, hidden)),
+        "w_out": ((*lead, "hidden"), normal(0.05, hidden)),
+        "b_out": (lead, center + normal(0.05)),
+        "sigma": (lead, positive(0.3)),
+    }
+    if phase == "phase1":
+        n_players = dataset.train["player_id"].nunique()
+        variables["player_sd"] = (lead, positive(0.3))
+        variables["player_raw"] = ((*lead, "player"), normal(1.0, n_players))
+    return xr.Dataset(variables)
+
 
 TEAMS = ("AAA", "BBB", "CCC", "DDD")
 # Pairings of the four teams, cycled week by week so that every team meets every other.

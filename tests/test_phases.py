@@ -14,7 +14,7 @@ import pymc as pm
 import pytest
 import xarray as xr
 from conftest import SMALL_MODEL_SETTINGS as SETTINGS
-from conftest import make_league
+from conftest import make_league, synthetic_posterior
 from rbyards import evaluation, models, phases, sampling
 from rbyards.features import Dataset, build_dataset
 from rbyards.params import load_params
@@ -47,56 +47,6 @@ def league_with_new_players() -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def dataset() -> Dataset:
     return build_dataset(*league_with_new_players(), calibration_weeks=2, test_start_week=7)
-
-
-def synthetic_posterior(
-    phase: str, dataset: Dataset, seed: int = 0, chains: int = 2, draws: int = 200
-) -> xr.Dataset:
-    """Return a posterior of fixed-scale random parameters with the phase model's dims.
-
-    Weights are small and the output bias is the training mean of the log-scale outcome, so
-    forecasts stay near real yards.
-    """
-    rng = np.random.default_rng(seed)
-    settings = SETTINGS[phase]
-    n_features = len(dataset.feature_names)
-    hidden = settings["hidden_units"]
-    center = float(dataset.y_model("train").mean())
-
-    def normal(scale: float, *shape: int) -> np.ndarray:
-        return rng.normal(0.0, scale, size=(chains, draws, *shape))
-
-    def positive(scale: float, *shape: int) -> np.ndarray:
-        return scale * np.exp(normal(0.1, *shape))
-
-    lead = ("chain", "draw")
-    if phase == "phase2_2":
-        experts = settings["experts"]
-        variables = {
-            "gate_w": ((*lead, "feature", "gated_expert"), normal(0.3, n_features, experts - 1)),
-            "gate_b": ((*lead, "gated_expert"), normal(0.3, experts - 1)),
-            "w_in": (
-                (*lead, "expert", "feature", "hidden"),
-                normal(0.2, experts, n_features, hidden),
-            ),
-            "b_in": ((*lead, "expert", "hidden"), normal(0.2, experts, hidden)),
-            "w_out": ((*lead, "expert", "hidden"), normal(0.05, experts, hidden)),
-            "b_out": ((*lead, "expert"), center + normal(0.05, experts)),
-            "sigma": ((*lead, "expert"), positive(0.3, experts)),
-        }
-        return xr.Dataset(variables)
-    variables = {
-        "w_in": ((*lead, "feature", "hidden"), normal(0.2, n_features, hidden)),
-        "b_in": ((*lead, "hidden"), normal(0.2, hidden)),
-        "w_out": ((*lead, "hidden"), normal(0.05, hidden)),
-        "b_out": (lead, center + normal(0.05)),
-        "sigma": (lead, positive(0.3)),
-    }
-    if phase == "phase1":
-        n_players = len(phases.player_codes(dataset, "train")[1])
-        variables["player_sd"] = (lead, positive(0.3))
-        variables["player_raw"] = ((*lead, "player"), normal(1.0, n_players))
-    return xr.Dataset(variables)
 
 
 def quantile_values(table: pd.DataFrame) -> np.ndarray:

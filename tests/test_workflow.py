@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 from conftest import SMALL_MODEL_SETTINGS as SETTINGS
-from conftest import make_league
+from conftest import make_league, synthetic_posterior
 from rbyards import evaluation, models, phases, provenance, workflow
 from rbyards.features import Dataset, build_dataset
 from rbyards.params import Params, load_params
@@ -55,44 +55,10 @@ def data_files(tmp_path) -> dict[str, Path]:
 
 def synthetic_idata(phase: str, dataset: Dataset, chains: int = 2, draws: int = 100):
     """Return InferenceData with a posterior of random parameters and matching sample stats."""
-    rng = np.random.default_rng(len(phase))
-    settings = SETTINGS[phase]
-    n_features = len(dataset.feature_names)
-    hidden = settings["hidden_units"]
-    lead = ("chain", "draw")
-
-    def normal(scale: float, *shape: int) -> np.ndarray:
-        return rng.normal(0.0, scale, size=(chains, draws, *shape))
-
-    center = float(dataset.y_model("train").mean())
-    if phase == "phase2_2":
-        experts = settings["experts"]
-        variables = {
-            "gate_w": ((*lead, "feature", "gated_expert"), normal(0.3, n_features, experts - 1)),
-            "gate_b": ((*lead, "gated_expert"), normal(0.3, experts - 1)),
-            "w_in": (
-                (*lead, "expert", "feature", "hidden"),
-                normal(0.2, experts, n_features, hidden),
-            ),
-            "b_in": ((*lead, "expert", "hidden"), normal(0.2, experts, hidden)),
-            "w_out": ((*lead, "expert", "hidden"), normal(0.05, experts, hidden)),
-            "b_out": ((*lead, "expert"), center + normal(0.05, experts)),
-            "sigma": ((*lead, "expert"), 0.3 * np.exp(normal(0.1, experts))),
-        }
-    else:
-        variables = {
-            "w_in": ((*lead, "feature", "hidden"), normal(0.2, n_features, hidden)),
-            "b_in": ((*lead, "hidden"), normal(0.2, hidden)),
-            "w_out": ((*lead, "hidden"), normal(0.05, hidden)),
-            "b_out": (lead, center + normal(0.05)),
-            "sigma": (lead, 0.3 * np.exp(normal(0.1))),
-        }
-    if phase == "phase1":
-        n_players = dataset.train["player_id"].nunique()
-        variables["player_sd"] = (lead, 0.3 * np.exp(normal(0.1)))
-        variables["player_raw"] = ((*lead, "player"), normal(1.0, n_players))
-    sample_stats = xr.Dataset({"diverging": (lead, np.zeros((chains, draws), dtype=bool))})
-    return az.InferenceData(posterior=xr.Dataset(variables), sample_stats=sample_stats)
+    posterior = synthetic_posterior(phase, dataset, seed=len(phase), chains=chains, draws=draws)
+    diverging = np.zeros((chains, draws), dtype=bool)
+    sample_stats = xr.Dataset({"diverging": (("chain", "draw"), diverging)})
+    return az.InferenceData(posterior=posterior, sample_stats=sample_stats)
 
 
 def save_synthetic_posterior(
