@@ -5,7 +5,7 @@ Usage::
     NFLVERSE_DIR=/path/to/nflverse python benchmarks/sampling.py --phase phase2_1 \
         [--profile default] [--set sampler.max_treedepth=8] [--compare]
 
-The line holds wall time, gradient evaluations per second, mean tree depth and the share of
+The line contains wall time, gradient evaluations per second, mean tree depth and the share of
 draws at the maximum depth, divergences, R-hat and bulk ESS of the noise scale and of the test
 rows' predictive medians (worst row), ESS per second and peak memory. With ``--compare`` the
 same model, data, draws and seed are also sampled with PyMC's default NUTS in the same process,

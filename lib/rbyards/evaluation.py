@@ -383,8 +383,8 @@ def score_forecast(
         CRPS estimator for ``draws``: the ensemble CRPS, or ``crps_quantile`` on the draws'
         0.01..0.99 quantiles, the estimator used for quantile forecasts. The grid version
         ignores the outer 1% tails on each side. Draws from a back-transformed Student-t have
-        no finite mean and so no finite CRPS in yards; their ensemble CRPS grows with the
-        largest draws, while the grid version stays comparable with quantile forecasts.
+        no finite mean, so their CRPS in yards is not finite either. Their ensemble CRPS grows
+        with the largest draws, while the grid version stays comparable with quantile forecasts.
 
     Returns
     -------

@@ -1,8 +1,8 @@
 """PyMC models of the study's phases and their posterior predictive distributions.
 
 Every model works on the log scale: ``y_model = log(rushing_yards + log_shift)`` (see
-:class:`rbyards.features.Dataset`). The shift makes losses of yards (negative values) usable;
-predictive draws are mapped back with ``exp(y) - log_shift``, and because the map is increasing
+:class:`rbyards.features.Dataset`). The shift makes losses of yards (negative values) usable.
+Predictive draws are mapped back with ``exp(y) - log_shift``. Because that map is increasing,
 each quantile of the distribution in yards is the back-transformed quantile on the model scale.
 Sample quantiles are taken from the draws in yards, so that interpolation between draws happens
 on the scale that is scored. Means are never back-transformed: the exponential of a Student-t
@@ -183,7 +183,7 @@ def phase1_location(
 ) -> np.ndarray:
     """Return phase 1's predictive location (mean = median on the log scale) per draw and row.
 
-    Rows whose ``player_idx`` is -1 belong to players unseen in training; each draw gives them a
+    Rows whose ``player_idx`` is -1 belong to players unseen in training. Each draw gives them a
     new effect from the population distribution ``Normal(0, player_sd)`` of that draw.
     """
     w_in, b_in = _stacked(posterior, "w_in"), _stacked(posterior, "b_in")

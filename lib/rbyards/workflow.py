@@ -220,8 +220,8 @@ class Forecaster:
     ) -> pd.DataFrame:
         """Return predictive quantiles in yards for new rows (one row per game).
 
-        ``rows`` needs the feature columns of the saved model (and ``player_id`` for phase 1);
-        missing feature values are filled with the training medians stored with the model.
+        ``rows`` needs the feature columns of the saved model (and ``player_id`` for phase 1).
+        Missing feature values are filled with the training medians stored with the model.
         """
         missing = [name for name in self.feature_names if name not in rows.columns]
         if missing:
