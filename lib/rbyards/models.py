@@ -131,11 +131,6 @@ def build_phase2_2_model(
     predictive distribution mixes whole distributions, not means and scales. The first expert's
     gate logit is fixed at zero, which removes the softmax's shift invariance.
     """
-    # NOTE: NumPyro sampling of this model grows in memory with every iteration. At the default
-    # profile's settings (4 chains, tune and draws 1000, tree depth 8) it passed 14 GB after 33
-    # minutes. Two chains with tree depth 5 peaked at 1.3 GB for 100 + 100 draws and 1.8 GB for
-    # 400 + 400, and the same at 400 + 400 with a logsumexp Potential in place of pm.Mixture.
-    # Phase 2.1 stays under 1.7 GB. A memory profile of the sampling call (memray) would find it.
     if len(sigma_priors) != experts:
         raise ValueError(
             f"sigma_priors has {len(sigma_priors)} values but experts is {experts}; "
