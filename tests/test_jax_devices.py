@@ -20,8 +20,8 @@ print(json.dumps({{"devices": jax.local_device_count(), "flags": os.environ["XLA
 """
 
 
-@pytest.mark.parametrize("chains", [1, 4])
-def test_one_device_per_chain(chains: int):
+@pytest.mark.parametrize("chains", [1, 4, 120])
+def test_at_least_one_device_per_chain(chains: int):
     completed = subprocess.run(
         [sys.executable, "-c", SCRIPT.format(chains=chains)],
         capture_output=True,
@@ -30,20 +30,19 @@ def test_one_device_per_chain(chains: int):
         timeout=300,
     )
     reported = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert reported["devices"] == chains
-    assert f"device_count={chains}" in reported["flags"]
+    assert reported["devices"] >= chains
+    assert reported["flags"].count("device_count=") == 1
 
 
-def test_devices_are_single_threaded_and_user_flags_are_kept():
+def test_other_xla_flags_survive_pymc_rewrite():
     script = SCRIPT.replace(
         'os.environ.pop("XLA_FLAGS", None)',
-        'os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=true"',
+        'os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2 '
+        '--xla_cpu_enable_fast_math=false"',
     ).format(chains=2)
     completed = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
     )
-    flags = json.loads(completed.stdout.strip().splitlines()[-1])["flags"].split()
-    assert "--xla_cpu_multi_thread_eigen=true" in flags
-    assert "--xla_cpu_multi_thread_eigen=false" not in flags
-    assert "intra_op_parallelism_threads=1" in flags
-    assert "--xla_force_host_platform_device_count=2" in flags
+    reported = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert "--xla_cpu_enable_fast_math=false" in reported["flags"].split()
+    assert reported["devices"] >= 2

@@ -7,6 +7,7 @@ samples a tiny model with NumPyro to check the shape of what ``sample_posterior`
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import arviz as az
@@ -298,3 +299,58 @@ def test_sample_posterior_same_seed_same_draws():
 
     np.testing.assert_array_equal(first.posterior["sigma"], second.posterior["sigma"])
     assert not np.array_equal(first.posterior["sigma"], third.posterior["sigma"])
+
+
+def _small_network(seed: int):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(30, 3))  # noqa: N806
+    y_model = 4.0 + 0.3 * np.tanh(X[:, 0]) + rng.normal(0.0, 0.4, size=30)
+    return models.build_phase2_1_model(X, y_model, hidden_units=4, sigma_prior=1.0)
+
+
+@pytest.mark.slow
+def test_progress_chunks_leave_draws_unchanged_and_log_each_chunk(caplog):
+    model = _small_network(10)
+    one_chunk = sampling.SamplerSettings(
+        backend="numpyro",
+        chains=2,
+        tune=30,
+        draws=40,
+        seed=11,
+        max_treedepth=6,
+        progress_reports=1,
+    )
+    four_chunks = sampling.SamplerSettings(**{**one_chunk.__dict__, "progress_reports": 4})
+
+    whole, _ = sampling.sample_posterior(model, one_chunk, progressbar=False)
+    with caplog.at_level(logging.INFO, logger="rbyards.sampling"):
+        chunked, report = sampling.sample_posterior(model, four_chunks, progressbar=False)
+
+    np.testing.assert_array_equal(whole.posterior["w_in"], chunked.posterior["w_in"])
+    np.testing.assert_array_equal(whole.sample_stats["n_steps"], chunked.sample_stats["n_steps"])
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("sampling: ")]
+    assert [line.split(" kept")[0] for line in progress] == [
+        "sampling: 10/40",
+        "sampling: 20/40",
+        "sampling: 30/40",
+        "sampling: 40/40",
+    ]
+    assert progress[-1].split(", ")[1] == f"{report['divergences']} divergences"
+
+
+@pytest.mark.slow
+def test_time_limit_stops_sampling_with_its_progress():
+    model = _small_network(11)
+    settings = sampling.SamplerSettings(
+        backend="numpyro",
+        chains=2,
+        tune=20,
+        draws=40,
+        seed=11,
+        max_treedepth=5,
+        progress_reports=4,
+        time_limit_minutes=1e-6,
+    )
+
+    with pytest.raises(sampling.SamplingTimeLimitError, match=r"at 10/40 kept draws per chain"):
+        sampling.sample_posterior(model, settings, progressbar=False)

@@ -108,6 +108,7 @@ class SamplerParams(_Section):
     time_limit_minutes: PositiveFloat = 30.0
     max_treedepth: Annotated[int, Field(ge=1, le=30)] = 10
     predictive_draws: PositiveInt = 1000
+    progress_reports: Annotated[int, Field(ge=1, le=100)] = 5
 
 
 class Phase1Params(_Section):

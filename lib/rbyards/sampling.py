@@ -2,13 +2,16 @@
 
 The backends are PyMC's own NUTS (``pymc``), nutpie (``nutpie``) and NumPyro on JAX
 (``numpyro``). All sample the same PyMC model; the backend changes speed, not the posterior.
-The sampling time limit is enforced by the runner, which stops a notebook cell that runs longer
-than the sampler's ``time_limit_minutes`` plus a margin and records the run as failed.
+NumPyro runs log their progress (kept draws, divergences, elapsed time) and stop with
+:class:`SamplingTimeLimitError` once they pass ``time_limit_minutes``. For every backend the
+runner also stops a notebook cell that runs longer than that limit plus a margin, which catches
+a sampler that hangs before its first progress report, and records the run as failed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -23,6 +26,20 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("numpyro", "nutpie", "pymc")
 
+NUMPYRO_STATISTICS = {
+    "diverging": "diverging",
+    "num_steps": "n_steps",
+    "potential_energy": "lp",
+    "energy": "energy",
+    "accept_prob": "acceptance_rate",
+    "adapt_state.step_size": "step_size",
+}
+"""NumPyro's per-draw fields and their names in ``sample_stats``, as PyMC names them."""
+
+
+class SamplingTimeLimitError(RuntimeError):
+    """Raised when sampling passes ``time_limit_minutes``; the message gives the progress."""
+
 
 @dataclass(frozen=True)
 class SamplerSettings:
@@ -35,6 +52,8 @@ class SamplerSettings:
     target_accept: float = 0.95
     seed: int = 20241
     max_treedepth: int = 10
+    time_limit_minutes: float | None = None
+    progress_reports: int = 5
 
     @classmethod
     def from_params(cls, sampler: Any) -> SamplerSettings:
@@ -45,35 +64,36 @@ class SamplerSettings:
 
 
 def configure_jax_devices(chains: int) -> None:
-    """Give JAX one single-threaded host device per chain, so NumPyro runs chains in parallel.
+    """Give JAX at least one host device per chain, so that NumPyro runs the chains in parallel.
 
     Host devices are threads, so there may be more of them than cores. Vectorized chains wait
-    for the longest tree of each iteration, so parallel chains are faster. Phase 2.1 with 4
-    chains on 2 cores sampled 1.7 times faster with 4 devices than with 2, measured once on a
-    2-core machine with 100 + 100 draws and tree depth 8.
+    for the longest tree of each iteration, so parallel chains are faster: phase 2.1 with 4
+    chains on 2 cores sampled 1.7 times faster with a device per chain than with 2 devices,
+    measured once with 100 + 100 draws and tree depth 8.
 
-    Each device computes with one thread: the chains already fill the cores. With XLA's default
-    multithreaded Eigen inside every device, the phase 2.2 mixture grew in memory by about
-    15 MB a second during sampling (2 parallel chains, 2 cores) and passed 14 GB in the default
-    profile; with one thread per device it stayed flat at 1.1 GB and sampled no slower.
+    PyMC's JAX sampling module sets 100 host devices when it is imported, and its rewrite of
+    ``XLA_FLAGS`` drops flags that follow the device count. This function imports that module
+    first and then adds the device count only when a run has more than 100 chains, so other
+    flags survive. The count matters: 2 parallel chains of the phase 2.2 mixture grew in memory
+    by about 8 MB a second with 2 host devices and stayed flat at 1.1 GB with 100 (2 cores,
+    200 + 200 draws, tree depth 6).
 
-    XLA reads ``XLA_FLAGS`` once, when JAX starts, so this must run before the first import of
-    jax; later calls have no effect and are logged. Flags already in ``XLA_FLAGS`` are kept.
+    XLA reads ``XLA_FLAGS`` once, when JAX first uses a device, so this must run before any JAX
+    computation; later calls have no effect and are logged.
     """
-    import sys
+    from jax._src import xla_bridge
 
-    if "jax" in sys.modules:
-        logger.info("jax is already imported; XLA_FLAGS stays %r", os.environ.get("XLA_FLAGS"))
+    if xla_bridge.backends_are_initialized():
+        logger.info("JAX is already running; XLA_FLAGS stays %r", os.environ.get("XLA_FLAGS"))
         return
+    import pymc.sampling.jax  # noqa: F401 (sets XLA_FLAGS on import)
+
+    name = "--xla_force_host_platform_device_count"
     flags = os.environ.get("XLA_FLAGS", "").split()
-    wanted = {
-        "--xla_force_host_platform_device_count": str(max(1, chains)),
-        "--xla_cpu_multi_thread_eigen": "false",
-        "intra_op_parallelism_threads": "1",
-    }
-    for name, value in wanted.items():
-        if not any(flag.split("=")[0] == name for flag in flags):
-            flags.append(f"{name}={value}")
+    counts = [int(flag.split("=")[1]) for flag in flags if flag.startswith(name + "=")]
+    if not counts or counts[-1] < chains:
+        flags = [flag for flag in flags if not flag.startswith(name + "=")]
+        flags.append(f"{name}={max(1, chains)}")
     os.environ["XLA_FLAGS"] = " ".join(flags)
 
 
@@ -120,16 +140,7 @@ def sample_posterior(
         "model": model,
         "compute_convergence_checks": False,
     }
-    if settings.backend == "numpyro":
-        import jax
-
-        parallel = jax.local_device_count() >= settings.chains
-        kwargs["nuts_sampler"] = "numpyro"
-        kwargs["nuts_sampler_kwargs"] = {
-            "chain_method": "parallel" if parallel else "vectorized",
-            "nuts_kwargs": {"max_tree_depth": settings.max_treedepth},
-        }
-    elif settings.backend == "nutpie":
+    if settings.backend == "nutpie":
         kwargs["nuts_sampler"] = "nutpie"
         kwargs["nuts_sampler_kwargs"] = {"maxdepth": settings.max_treedepth}
     else:
@@ -144,7 +155,10 @@ def sample_posterior(
         settings.draws,
     )
     start = time.perf_counter()
-    idata = pm.sample(**kwargs)
+    if settings.backend == "numpyro":
+        idata = _sample_numpyro(model, settings, progressbar=progressbar)
+    else:
+        idata = pm.sample(**kwargs)
     elapsed = time.perf_counter() - start
     report = sampler_report(idata, settings, elapsed)
     logger.info(
@@ -154,6 +168,114 @@ def sample_posterior(
         report["tree_depth_mean"],
     )
     return idata, report
+
+
+def _sample_numpyro(
+    model: pm.Model, settings: SamplerSettings, *, progressbar: bool
+) -> az.InferenceData:
+    """Sample with NumPyro's NUTS: warmup in one call, then kept draws in chunks.
+
+    Sampling the kept draws in ``settings.progress_reports`` chunks, each continuing from the
+    last state, lets every chunk log the draws done, divergences so far and elapsed time, and
+    stops the run at ``settings.time_limit_minutes`` with that progress in the error. Chunks
+    leave the Markov chains unchanged (the draws equal those of one chunk), but each chunk
+    compiles the sampling loop again, which took about 2 s per chunk on 2 cores.
+
+    The model's log density, the jittered initial points and the map from sampled values to
+    the model's variables come from PyMC's JAX sampling module.
+    """
+    import jax
+    from numpyro.infer import MCMC, NUTS
+    from pymc.backends.arviz import (
+        coords_and_dims_for_inferencedata,
+        find_constants,
+        find_observations,
+    )
+    from pymc.sampling import jax as pymc_jax
+    from pymc.util import get_default_varnames
+
+    parallel = jax.local_device_count() >= settings.chains
+    logp = pymc_jax.get_jaxified_logp(model, negative_logp=False)
+    initial_points = pymc_jax._get_batched_jittered_initial_points(
+        model=model, chains=settings.chains, initvals=None, random_seed=settings.seed, logp_fn=logp
+    )
+    kernel = NUTS(
+        potential_fn=logp,
+        target_accept_prob=settings.target_accept,
+        max_tree_depth=settings.max_treedepth,
+        adapt_step_size=True,
+        adapt_mass_matrix=True,
+        dense_mass=False,
+    )
+    chunk = math.ceil(settings.draws / settings.progress_reports)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=settings.tune,
+        num_samples=chunk,
+        num_chains=settings.chains,
+        chain_method="parallel" if parallel else "vectorized",
+        progress_bar=progressbar,
+    )
+    key = jax.random.PRNGKey(settings.seed)
+    if settings.chains > 1:
+        key = jax.random.split(key, settings.chains)
+    limit = settings.time_limit_minutes * 60.0 if settings.time_limit_minutes else math.inf
+    fields = tuple(NUMPYRO_STATISTICS)
+
+    start = time.perf_counter()
+    mcmc.warmup(key, init_params=initial_points)
+    jax.block_until_ready(mcmc.post_warmup_state)
+    logger.info(
+        "warmup: %d iterations per chain in %.0f s", settings.tune, time.perf_counter() - start
+    )
+
+    mcmc.progress_bar = False
+    draws, statistics, done = [], [], 0
+    while done < settings.draws:
+        mcmc.num_samples = min(chunk, settings.draws - done)
+        mcmc.post_warmup_state = mcmc.last_state
+        mcmc.run(mcmc.last_state.rng_key, extra_fields=fields)
+        draws.append([np.asarray(value) for value in mcmc.get_samples(group_by_chain=True)])
+        statistics.append(
+            {name: np.asarray(value) for name, value in mcmc.get_extra_fields(True).items()}
+        )
+        done += mcmc.num_samples
+        divergences = sum(int(part["diverging"].sum()) for part in statistics)
+        elapsed = time.perf_counter() - start
+        progress = (
+            f"{done}/{settings.draws} kept draws per chain, {divergences} divergences, "
+            f"{elapsed:.0f} s elapsed"
+        )
+        logger.info("sampling: %s", progress)
+        if elapsed > limit and done < settings.draws:
+            raise SamplingTimeLimitError(
+                f"sampling passed its limit of {settings.time_limit_minutes:g} minutes at "
+                f"{progress}"
+            )
+
+    raw_draws = [np.concatenate(parts, axis=1) for parts in zip(*draws, strict=True)]
+    sample_stats = {
+        NUMPYRO_STATISTICS[name]: np.concatenate([part[name] for part in statistics], axis=1)
+        for name in fields
+    }
+    sample_stats["tree_depth"] = np.log2(sample_stats["n_steps"]).astype(int) + 1
+
+    outputs = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
+    constrain = pymc_jax.get_jaxified_graph(inputs=model.value_vars, outputs=outputs)
+    values = jax.vmap(jax.vmap(constrain))(*raw_draws)
+    posterior = {
+        variable.name: np.asarray(value) for variable, value in zip(outputs, values, strict=True)
+    }
+    coords, dims = coords_and_dims_for_inferencedata(model)
+    return az.from_dict(
+        posterior=posterior,
+        sample_stats=sample_stats,
+        observed_data=find_observations(model),
+        constant_data=find_constants(model),
+        coords=coords,
+        dims=dims,
+        attrs={"sampling_time": time.perf_counter() - start, "tuning_steps": settings.tune},
+    )
 
 
 def sampler_report(
