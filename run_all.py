@@ -151,6 +151,9 @@ def _configure_logging(quiet: bool) -> list[logging.Handler]:
     problems = logging.StreamHandler(sys.stderr)
     problems.setLevel(logging.WARNING)
     problems.setFormatter(_StripFormatter("%(levelname)s: %(message)s"))
+    if quiet:
+        # Notebooks' stderr (progress bars, Python warnings) arrives as papermill warnings.
+        problems.addFilter(_NotebookOutputFilter())
     root = logging.getLogger()
     for handler in (info, problems):
         root.addHandler(handler)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,7 +61,13 @@ def setup(
     profile: str, params_dir: str | Path, output_root: str | Path, overrides: Mapping | None
 ) -> tuple[Params, OutputPaths]:
     """Load and validate the profile's parameters and return them with the output folders."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # Log lines go to stdout, which the runner shows as notebook output and `--quiet` hides;
+    # stderr would label every line a warning.
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # Matplotlib's PDF backend logs every font subset at INFO through fontTools.
     logging.getLogger("fontTools").setLevel(logging.WARNING)
     params = load_params(profile, params_dir, dict(overrides or {}))
