@@ -23,7 +23,7 @@ def terminal(capsys: pytest.CaptureFixture[str]):
 
 
 @pytest.mark.parametrize("quiet", [False, True])
-def test_quiet_hides_notebook_stdout_and_stderr_but_not_runner_lines(terminal, capsys, quiet):
+def test_quiet_hides_notebook_output(terminal, capsys, quiet):
     terminal(quiet)
     papermill = logging.getLogger("papermill")
     papermill.info("sampling: 200/1000 kept draws per chain, 0 divergences, 60 s elapsed")

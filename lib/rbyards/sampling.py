@@ -249,7 +249,7 @@ def _sample_numpyro(
         logger.info("sampling: %s", progress)
         if elapsed > limit and done < settings.draws:
             raise SamplingTimeLimitError(
-                f"sampling passed its limit of {settings.time_limit_minutes:g} minutes at "
+                f"sampling timed out: over the limit of {settings.time_limit_minutes:g} minutes at "
                 f"{progress}"
             )
 
