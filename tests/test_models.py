@@ -381,3 +381,24 @@ def test_thin_posterior_one_draw_per_chain_minimum():
     thinned = models.thin_posterior(posterior, max_samples=2)
     assert thinned.sizes["chain"] == 4
     assert thinned.sizes["draw"] == 1
+
+
+def test_phase1_unseen_player_rows_share_one_effect(rng):
+    player_sd = 0.5
+    _, values, posterior = phase1_posterior(player_sd, draws=2000)
+    X = rng.normal(size=(4, 2))  # noqa: N806
+    player_idx = np.array([-1, -1, -1, 0])
+    player_ids = np.array(["new-a", "new-b", "new-a", "old"])
+
+    location = models.phase1_location(posterior, X, player_idx, rng, player_ids)
+
+    hidden = np.maximum(X @ values["w_in"] + values["b_in"], 0.0)
+    network = hidden @ values["w_out"] + values["b_out"]
+    effects = (location - network) / player_sd
+    # Two games of one new player share the effect of each draw.
+    np.testing.assert_allclose(effects[:, 0], effects[:, 2], rtol=0, atol=1e-9)
+    # Two new players draw their effects independently.
+    assert abs(np.corrcoef(effects[:, 0], effects[:, 1])[0, 1]) < 0.1
+    assert effects[:, 1].std() == pytest.approx(1.0, rel=0.05)
+    # The training player keeps its own effect.
+    np.testing.assert_allclose(effects[:, 3], values["player_raw"][0], rtol=0, atol=1e-9)

@@ -175,11 +175,14 @@ def phase1_location(
     X: np.ndarray,  # noqa: N803 (design matrix)
     player_idx: np.ndarray,
     rng: np.random.Generator,
+    player_ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return phase 1's predictive location (mean = median on the log scale) per draw and row.
 
-    Rows whose ``player_idx`` is -1 belong to players unseen in training. Each draw gives them a
-    new effect from the population distribution ``Normal(0, player_sd)`` of that draw.
+    Rows whose ``player_idx`` is -1 belong to players unseen in training. Each draw gives every
+    unseen player one new effect from the population distribution ``Normal(0, player_sd)`` of
+    that draw, shared by all of that player's rows. ``player_ids`` (one per row) tells which
+    unseen rows belong to the same player; without it, each unseen row counts as its own player.
     """
     w_in, b_in = _stacked(posterior, "w_in"), _stacked(posterior, "b_in")
     w_out, b_out = _stacked(posterior, "w_out"), _stacked(posterior, "b_out")
@@ -191,10 +194,14 @@ def phase1_location(
     seen = player_idx >= 0
     effect = np.empty_like(network)
     effect[:, seen] = player_raw[:, player_idx[seen]]
-    # NOTE: each unseen row gets its own population draw, so two games of one new player are
-    # independent within a draw. Per-game scores are right; sums over a player's games would
-    # need one draw per player (pass the player ids of the unseen rows).
-    effect[:, ~seen] = rng.standard_normal((network.shape[0], int((~seen).sum())))
+    unseen = ~seen
+    if unseen.any():
+        if player_ids is None:
+            new_player = np.arange(int(unseen.sum()))
+        else:
+            _, new_player = np.unique(np.asarray(player_ids)[unseen], return_inverse=True)
+        new_effects = rng.standard_normal((network.shape[0], int(new_player.max()) + 1))
+        effect[:, unseen] = new_effects[:, new_player]
     return network + player_sd[:, None] * effect
 
 
@@ -262,8 +269,12 @@ def predictive_draws_model_scale(
     settings: Mapping[str, float],
     rng: np.random.Generator,
     player_idx: np.ndarray | None = None,
+    player_ids: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Draw the posterior predictive on the log scale for new rows.
+
+    Phase 1 needs ``player_idx`` (the training player code of each row, -1 for a player unseen
+    in training) and takes ``player_ids`` so that an unseen player's rows share one effect.
 
     Returns a dict with ``predictive`` (samples, rows): location plus the likelihood's noise,
     ``location`` (samples, rows): the draw's conditional median, which is the network mean
@@ -272,7 +283,7 @@ def predictive_draws_model_scale(
     if phase == "phase1":
         if player_idx is None:
             raise ValueError("phase1 needs player_idx: -1 marks a player unseen in training")
-        location = phase1_location(posterior, X, player_idx, rng)
+        location = phase1_location(posterior, X, player_idx, rng, player_ids)
         sigma = _stacked(posterior, "sigma")
         predictive = location + sigma[:, None] * rng.standard_normal(location.shape)
         return {"predictive": predictive, "location": location}

@@ -103,9 +103,12 @@ def forecast(
     """Draw a phase's posterior predictive for one role's rows from (thinned) posterior draws."""
     thinned = models.thin_posterior(posterior, max_samples)
     rng = np.random.default_rng(seed)
-    codes = player_codes(dataset, role)[0] if phase == "phase1" else None
+    codes, player_ids = None, None
+    if phase == "phase1":
+        codes = player_codes(dataset, role)[0]
+        player_ids = dataset.rows(role)["player_id"].to_numpy()
     draws = models.predictive_draws_model_scale(
-        phase, thinned, dataset.X(role), settings, rng, player_idx=codes
+        phase, thinned, dataset.X(role), settings, rng, player_idx=codes, player_ids=player_ids
     )
     extras = {key: value for key, value in draws.items() if key not in ("predictive", "location")}
     return PhaseForecast(

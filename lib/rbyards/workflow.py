@@ -238,12 +238,13 @@ class Forecaster:
             )
         values = rows[self.feature_names].astype(float).fillna(self.fill_values)
         X = (values.to_numpy() - self.feature_means) / self.feature_scales  # noqa: N806
-        player_idx = None
+        player_idx, player_ids = None, None
         if self.phase == "phase1":
             if "player_id" not in rows.columns:
                 raise ValueError("phase1 forecasts need a player_id column")
             lookup = {player: code for code, player in enumerate(self.training_players)}
             player_idx = rows["player_id"].map(lookup).fillna(-1).astype(int).to_numpy()
+            player_ids = rows["player_id"].to_numpy()
         posterior = models.thin_posterior(self.idata.posterior, max_samples)
         draws = models.predictive_draws_model_scale(
             self.phase,
@@ -252,6 +253,7 @@ class Forecaster:
             self.settings,
             np.random.default_rng(seed),
             player_idx=player_idx,
+            player_ids=player_ids,
         )
         # Take quantiles of the yards draws, as the phase prediction files do, because linear
         # interpolation between draws on the log scale gives slightly different values.
