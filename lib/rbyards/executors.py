@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_connections
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 import psutil
 
@@ -46,6 +47,8 @@ THREAD_VARIABLES = (
 # Losses of a run's process or worker that are retried: one retry, then the run fails.
 RETRIES_AFTER_LOST_WORKER = 1
 DASK_CONNECT_TIMEOUT = "20s"
+# fsspec protocols of the local file system, the only output roots the notebooks can write to.
+LOCAL_PROTOCOLS = ("file", "local")
 
 
 class ExecutorError(RuntimeError):
@@ -438,16 +441,17 @@ def resolve_output_root(location: str | Path, base: Path) -> Path:
     """
     text = str(location)
     if "://" in text:
-        import fsspec
+        from fsspec.core import split_protocol
         from fsspec.implementations.local import LocalFileSystem
 
-        filesystem, path = fsspec.core.url_to_fs(text)
-        if not isinstance(filesystem, LocalFileSystem):
+        protocol, _ = split_protocol(text)
+        if protocol not in LOCAL_PROTOCOLS:
             raise ValueError(
                 f"output root {text} is invalid: only local folders and file:// URLs are "
                 "supported, because the notebooks write with local file operations; mount that "
                 "storage as a folder on every worker and give the folder's path"
             )
-        return Path(path).resolve()
+        # File URLs escape special characters (RFC 8089), as Path.as_uri writes them.
+        return Path(unquote(LocalFileSystem._strip_protocol(text))).resolve()
     folder = Path(text).expanduser()
     return (folder if folder.is_absolute() else base / folder).resolve()
