@@ -214,13 +214,13 @@ def test_lost_local_process_retried_once(tmp_path: Path) -> None:
     project = make_sweep_project(tmp_path / "project")
     hold = tmp_path / "hold"
     hold.touch()
-    held = SWEEP_RUNS[1]
-    project.behave({held: {"hold_file": str(hold)}})
+    held_run = SWEEP_RUNS[1]
+    project.behave({held_run: {"hold_file": str(hold)}})
     runner = start_runner(project, "--phases", "sweep", "--executor", "local", "--workers", "2")
     try:
-        first = wait_for_attempt(project, held, 1)
+        first = wait_for_attempt(project, held_run, 1)
         kill_process_tree(first["pid"])
-        second = wait_for_attempt(project, held, 2)
+        second = wait_for_attempt(project, held_run, 2)
         hold.unlink()
         output, _ = runner.communicate(timeout=120)
     finally:
@@ -231,7 +231,7 @@ def test_lost_local_process_retried_once(tmp_path: Path) -> None:
     assert "retrying once" in output
     for run_id in SWEEP_PLAN:
         assert project.record(run_id)["status"] == "done", run_id
-    assert project.record(held)["attempt"] == 2
+    assert project.record(held_run)["attempt"] == 2
 
 
 @pytest.mark.slow
@@ -239,28 +239,47 @@ def test_dask_worker_lost_twice_fails_run(tmp_path: Path) -> None:
     project = make_sweep_project(tmp_path / "project")
     hold = tmp_path / "hold"
     hold.touch()
-    held = SWEEP_RUNS[2]
-    project.behave({held: {"hold_file": str(hold)}})
+    held_run = SWEEP_RUNS[2]
+    project.behave({held_run: {"hold_file": str(hold)}})
     runner = start_runner(project, "--phases", "sweep", "--executor", "dask", "--workers", "2")
     try:
-        first = wait_for_attempt(project, held, 1)
+        first = wait_for_attempt(project, held_run, 1)
         assert first["worker"].startswith("tcp://127.0.0.1:")
         kill_process_tree(first["pid"])
-        second = wait_for_attempt(project, held, 2)
+        second = wait_for_attempt(project, held_run, 2)
         kill_process_tree(second["pid"])
         output, _ = runner.communicate(timeout=120)
     finally:
         stop_tree(runner, [])
         hold.unlink(missing_ok=True)
     assert runner.returncode == 1, output[-3000:]
-    failed = project.record(held)
+    failed = project.record(held_run)
     assert failed["status"] == "failed"
     assert failed["worker"] == second["worker"]
     assert failed["error"].startswith(f"worker {second['worker']} lost the run: KilledWorker")
-    assert f"{held}: failed: worker {second['worker']}" in output
+    assert f"{held_run}: failed: worker {second['worker']}" in output
     for run_id in SWEEP_PLAN:
-        if run_id != held:
+        if run_id != held_run:
             assert project.record(run_id)["status"] == "done", run_id
-    status = project.status()[held]
+    status = project.status()[held_run]
     assert status.state == "failed"
     assert "KilledWorker" in status.detail
+
+
+@pytest.mark.slow
+def test_existing_scheduler_by_address(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from distributed import LocalCluster
+
+    project = make_project(tmp_path / "project")
+    # A scheduler with Dask's default of 3 retries after lost workers, as `dask scheduler` has.
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        assert project.main("--phases", "data", "--scheduler", address) == 0
+    captured = capsys.readouterr()
+    assert f"executor: dask, scheduler {address} with 1 worker(s)" in captured.out
+    assert "the scheduler retries a run 3 time(s) after its worker is lost" in captured.err
+    record = project.record("data")
+    assert record["status"] == "done"
+    assert record["worker"].startswith("tcp://127.0.0.1:")

@@ -1,8 +1,8 @@
 """Executors that run notebook runs: in the runner's process, in local processes, or on Dask.
 
-The runner decides which runs may start and hands each one to an executor as a picklable task;
-the executor calls ``function(task)`` somewhere and reports the :class:`~rbyards.runner.RunOutcome`
-it returned. Three executors exist:
+The runner decides which runs may start and hands each one to an executor as a picklable task.
+The executor calls ``function(task)`` in some process and reports the
+:class:`~rbyards.runner.RunOutcome` it returned. Three executors exist:
 
 - :class:`InProcessExecutor`: one run at a time in the runner's own process, the runner's
   behaviour with ``--executor local --workers 1``.
@@ -52,12 +52,12 @@ LOCAL_PROTOCOLS = ("file", "local")
 
 
 class ExecutorError(RuntimeError):
-    """An executor could not start, such as a Dask scheduler that does not answer."""
+    """An executor failed to start, for example because the Dask scheduler is unreachable."""
 
 
 @dataclass(frozen=True)
 class ExecutionSettings:
-    """Which executor runs the notebook runs, with how many workers and cores per run."""
+    """Executor choice, worker count, Dask scheduler address and core budget of the runs."""
 
     executor: str = "local"
     workers: int | None = None
@@ -100,7 +100,7 @@ def current_worker() -> str:
 
 
 class RunExecutor(Protocol):
-    """What the runner needs from an executor."""
+    """Interface between the runner and an executor."""
 
     description: str
     dashboard: str | None
@@ -377,8 +377,8 @@ class DaskExecutor:
             return
         self._closed = True
         if self._futures:
-            # NOTE: a cancelled task that already runs goes on to its end on its worker, because
-            # Dask cannot stop a running thread; its record then shows how it ended.
+            # NOTE: Dask cannot stop a running thread, so a cancelled task that already runs goes
+            # on to its end on its worker. Its record then shows how it ended.
             self.client.cancel(list(self._futures.values()))
         self._futures.clear()
         self.client.close()

@@ -259,10 +259,10 @@ class BacktestParams(_Section):
 
 
 class ExecutionParams(_Section):
-    """Where the runner executes the notebook runs and where their outputs go.
+    """Executor, workers, core budget and output folder of the notebook runs.
 
-    None of these settings enter a run's resume key: the same run gives the same outputs with
-    every executor.
+    None of these settings enter a run's resume key. The core budget can change whether NumPyro
+    runs the chains in parallel or vectorized, which may change the draws but not the model.
     """
 
     executor: Literal[EXECUTORS] = "local"

@@ -1248,7 +1248,7 @@ class _Scheduler:
         self.running: dict[str, Run] = {}
         self.outcomes: dict[str, RunOutcome] = {}
         # The in-process executor logs each run's start and end itself, as the runner did
-        # before it had executors; for other executors the runner logs them here.
+        # before it had executors. For other executors the runner logs them here.
         self.log_runs = not isinstance(executor, executors.InProcessExecutor)
 
     def run(self) -> list[RunOutcome]:
@@ -1532,7 +1532,7 @@ def _run_status(
 ) -> RunStatus:
     """Build one run's status from its record and result file.
 
-    A run recorded as running on another host cannot be checked from here; it counts as running
+    A run recorded as running on another host cannot be checked from here. It counts as running
     while a runner holds the profile's lock, and as interrupted otherwise.
     """
     record = _read_json(paths.record(run_id))
