@@ -17,6 +17,7 @@ another worker; a second loss gives a failed outcome that names the worker and t
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import multiprocessing
 import os
@@ -316,7 +317,14 @@ class DaskExecutor:
 
     def _dashboard_link(self) -> str | None:
         services = self.client.scheduler_info().get("services", {})
-        return self.client.dashboard_link if "dashboard" in services else None
+        if "dashboard" not in services:
+            return None
+        link = self.client.dashboard_link
+        if self.cluster is not None and importlib.util.find_spec("bokeh") is None:
+            # Without bokeh the scheduler serves its plain HTML pages only.
+            pages = link.replace("/status", "/info/main/workers.html")
+            return f"{pages} (install bokeh>=3.1 for the full dashboard at {link})"
+        return link
 
     def _worker_count(self) -> int:
         return len(self.client.scheduler_info().get("workers", {}))
