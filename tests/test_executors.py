@@ -189,6 +189,9 @@ def test_parallel_sweep_matches_sequential(
         assert result["core_budget"] == budget
         if "dask" in executor_args:
             assert record["worker"].startswith("tcp://127.0.0.1:")
+    # A second invocation on the same executor reuses every run.
+    assert project.main("--phases", "sweep", *executor_args) == 0
+    assert sorted(project.executions()) == sorted(SWEEP_PLAN)
 
 
 # ---------------------------------------------------------------------------------------------

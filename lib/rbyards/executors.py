@@ -12,7 +12,7 @@ The executor calls ``function(task)`` in some process and reports the
   scheduler given by address or a ``LocalCluster`` started on 127.0.0.1.
 
 When the process or Dask worker of a run dies, the run is retried once on a fresh process or
-another worker; a second loss gives a failed outcome that names the worker and the error.
+another worker. A second loss gives a failed outcome that names the worker and the error.
 """
 
 from __future__ import annotations
