@@ -4,6 +4,8 @@ Usage::
 
     python run_all.py [run] [--profile quick] [--phases phase2_1,comparison] [--force [PHASES]]
                       [--set sampler.draws=200] [--progress-bar] [--quiet]
+                      [--executor local|dask] [--workers N] [--scheduler ADDRESS]
+                      [--cores-per-run N] [--output-root FOLDER_OR_FILE_URL]
     python run_all.py status [--profile quick]
 
 Exit codes: 0 when every selected run is done or reused, 1 when a run failed or was blocked,
@@ -20,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rbyards.params import ParamsError
+from rbyards.executors import ExecutorError, resolve_output_root
+from rbyards.params import EXECUTORS, ParamsError, load_params
 from rbyards.runner import (
     CELL_TIMEOUT_MARGIN_SECONDS,
     PHASES,
+    SWEEP_SELECTION,
     InventoryFunction,
     LockHeldError,
     PapermillNoiseFilter,
@@ -31,6 +35,7 @@ from rbyards.runner import (
     Workspace,
     collect_status,
     execute,
+    execution_settings,
     format_status,
     prepare,
 )
@@ -46,6 +51,13 @@ class _MaxLevelFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno < self.below
+
+
+class _ClusterInfoFilter(logging.Filter):
+    """Drop the INFO lines of a Dask LocalCluster; its warnings still reach stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(("distributed", "tornado"))
 
 
 class _NotebookOutputFilter(logging.Filter):
@@ -67,6 +79,16 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _setting(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
@@ -83,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser of ``run_all.py``."""
     parser = argparse.ArgumentParser(
         description="Execute the study notebooks with papermill, reusing finished runs.",
-        epilog=f"Phases: {', '.join(PHASES)}. Run ids add the feature set: phase2_1.seed.",
+        epilog=(
+            f"Phases: {', '.join(PHASES)}; {SWEEP_SELECTION} selects every sweep run. Run ids "
+            "add the feature set (phase2_1.seed) and, for sweep runs, the value "
+            "(phase2_1.seed.sweep-sigma_prior=10)."
+        ),
     )
     parser.add_argument(
         "command",
@@ -125,7 +151,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="show only the runner's lines, not notebook output"
     )
     parser.add_argument("--params-dir", type=Path, help="folder of profile files (params/)")
-    parser.add_argument("--output-root", type=Path, help="root of all outputs (outputs/)")
+    parser.add_argument(
+        "--output-root",
+        help="root of all outputs: a folder or file:// URL that every worker can write to "
+        "(default: execution.output_root, else outputs/)",
+    )
+
+    execution = parser.add_argument_group(
+        "execution",
+        "override the parameters' execution section; runs that do not depend on "
+        "each other execute at the same time",
+    )
+    execution.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        help="local: processes on this machine; dask: tasks on a dask.distributed cluster "
+        "(default: execution.executor, else local)",
+    )
+    execution.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="runs at once: local processes, or the workers of the LocalCluster that dask "
+        "starts without --scheduler (default: one per CPU core; 1 runs one after another)",
+    )
+    execution.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of a running dask scheduler, such as tcp://10.0.0.5:8786; implies "
+        "--executor dask (default: start a LocalCluster on 127.0.0.1)",
+    )
+    execution.add_argument(
+        "--cores-per-run",
+        type=_positive_int,
+        help="CPU cores one run may use for sampling threads (default: CPU cores / workers)",
+    )
 
     # Test seams: another notebooks folder and another package folder for the resume key.
     parser.add_argument("--notebooks-dir", type=Path, help=argparse.SUPPRESS)
@@ -145,6 +204,7 @@ def _configure_logging(quiet: bool) -> list[logging.Handler]:
     info.setLevel(logging.INFO)
     info.addFilter(_MaxLevelFilter(logging.WARNING))
     info.addFilter(PapermillNoiseFilter())
+    info.addFilter(_ClusterInfoFilter())
     if quiet:
         info.addFilter(_NotebookOutputFilter())
     info.setFormatter(_StripFormatter("%(message)s"))
@@ -160,6 +220,31 @@ def _configure_logging(quiet: bool) -> list[logging.Handler]:
     for name in ("rbyards", "papermill"):
         logging.getLogger(name).setLevel(logging.INFO)
     return [info, problems]
+
+
+def _execution(args: argparse.Namespace, params: Any):
+    """Merge the execution options into the parameters' execution section.
+
+    Raises
+    ------
+    RunnerError
+        When --scheduler is combined with --executor local.
+    """
+    executor = args.executor
+    if args.scheduler:
+        if executor == "local":
+            raise RunnerError(
+                "--scheduler needs --executor dask; leave out --executor local, or --scheduler "
+                "to run on this machine"
+            )
+        executor = "dask"
+    return execution_settings(
+        params,
+        executor=executor,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        cores_per_run=args.cores_per_run,
+    )
 
 
 def main(
@@ -184,17 +269,24 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    workspace = Workspace.from_root(
-        REPO_ROOT,
-        notebooks_dir=args.notebooks_dir,
-        params_dir=args.params_dir,
-        output_root=args.output_root,
-        source_dir=args.source_dir,
-    )
     overrides = dict(args.settings)
     handlers = _configure_logging(args.quiet)
     log = logging.getLogger("rbyards.runner")
     try:
+        params_dir = (args.params_dir or REPO_ROOT / "params").resolve()
+        params = load_params(args.profile, params_dir, overrides)
+        output_root = args.output_root or params.execution.output_root or "outputs"
+        try:
+            output_folder = resolve_output_root(output_root, REPO_ROOT)
+        except ValueError as exc:
+            raise RunnerError(str(exc)) from exc
+        workspace = Workspace.from_root(
+            REPO_ROOT,
+            notebooks_dir=args.notebooks_dir,
+            params_dir=params_dir,
+            output_root=output_folder,
+            source_dir=args.source_dir,
+        )
         if args.command == "status":
             report = collect_status(
                 args.profile,
@@ -212,10 +304,14 @@ def main(
             force=args.force,
             inventory_function=inventory_function,
         )
+        execution = _execution(args, prepared.params)
         outcomes = execute(
-            prepared, margin_seconds=args.timeout_margin, progress_bar=args.progress_bar
+            prepared,
+            margin_seconds=args.timeout_margin,
+            progress_bar=args.progress_bar,
+            execution=execution,
         )
-    except (ParamsError, RunnerError, LockHeldError) as exc:
+    except (ParamsError, RunnerError, LockHeldError, ExecutorError) as exc:
         log.error("%s", exc)
         return EXIT_USAGE
     finally:

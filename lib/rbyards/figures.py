@@ -1015,3 +1015,74 @@ def plot_metric_by_tier(
         ax.set_xticks(positions, [str(tier) for tier in tiers])
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
+
+
+def plot_sensitivity(
+    frame: pd.DataFrame,
+    *,
+    metrics: Sequence[str] = ("coverage_90", "crps"),
+    title: str = "Sensitivity to the swept parameters, with 90% player bootstrap intervals",
+) -> Figure:
+    """Draw each metric against the sweep values, one row of panels per swept series.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Output of :func:`rbyards.sweeps.sensitivity_frame`. Values are placed in sweep order at
+        equal spacing, because a value may be a list; points without a metric are left out.
+    metrics : Sequence[str]
+        Metric columns, one panel column each; a coverage panel marks the nominal level.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    Figure
+
+    Raises
+    ------
+    FigureInputError
+        When ``frame`` has no rows.
+    """
+    from rbyards.tables import sweep_group_label
+
+    if len(frame) == 0:
+        raise FigureInputError("no sweep points given; add a sweep section to the parameters")
+    keys = ["phase", "feature_set", "parameter", "model"]
+    groups = list(frame.groupby(keys, sort=False))
+    with thesis_style():
+        fig, axes = plt.subplots(
+            len(groups),
+            len(metrics),
+            figsize=(FULL_WIDTH, 1.9 * len(groups) + 0.8),
+            squeeze=False,
+        )
+        for row_index, (group_key, rows) in enumerate(groups):
+            rows = rows.sort_values("position")
+            positions = np.arange(len(rows))
+            for column, metric in enumerate(metrics):
+                ax = axes[row_index, column]
+                values = rows[metric].to_numpy(dtype=float)
+                lower = np.nan_to_num(values - rows[f"{metric}_lower"].to_numpy(dtype=float))
+                upper = np.nan_to_num(rows[f"{metric}_upper"].to_numpy(dtype=float) - values)
+                ax.errorbar(
+                    positions,
+                    values,
+                    yerr=np.vstack([np.maximum(lower, 0.0), np.maximum(upper, 0.0)]),
+                    fmt="o-",
+                    markersize=3.5,
+                    color=OKABE_ITO[column % len(OKABE_ITO)],
+                    elinewidth=0.8,
+                )
+                nominal = _nominal_coverage(metric)
+                if nominal is not None:
+                    ax.axhline(nominal, color="black", linestyle=":", linewidth=1.0)
+                    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+                ax.set_xticks(positions, rows["value"].tolist())
+                ax.set(
+                    title=f"{sweep_group_label(*group_key)}\n{metric_name(metric)}",
+                    xlabel=group_key[2].rsplit(".", 1)[-1],
+                    ylabel="Share of test games" if nominal is not None else "Yards",
+                )
+        fig.suptitle(title)
+    return fig

@@ -40,6 +40,11 @@ BACKTEST_MODELS = BAYESIAN_MODELS + BASELINE_MODELS
 
 # Profile names become file and folder names, so path separators are not allowed.
 PROFILE_PATTERN = r"^[A-Za-z0-9_-]+$"
+EXECUTORS = ("local", "dask")
+# Phases a sweep can repeat: each has one notebook run per feature set and no phase
+# dependency. Phase 2.3 reads the phase 2.1 and 2.2 runs of its feature set, so it has no
+# sweep of its own.
+SWEEP_PHASES = ("phase1", "phase2_1", "phase2_2", "baselines", "backtest")
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -254,6 +259,62 @@ class BacktestParams(_Section):
         return [name for name in self.models if name in BASELINE_MODELS]
 
 
+class ExecutionParams(_Section):
+    """Executor, workers, core budget and output folder of the notebook runs.
+
+    None of these settings enter a run's resume key, and none changes a run's draws: the core
+    budget limits BLAS and OpenMP threads and PyMC's processes, not NumPyro's parallel chains.
+    """
+
+    executor: Literal[EXECUTORS] = "local"
+    # local: processes run at once (null: one per CPU core; 1 runs in the runner's process).
+    # dask: worker processes of the LocalCluster started when no scheduler is given.
+    workers: PositiveInt | None = None
+    # Address of a running dask scheduler, such as tcp://10.0.0.5:8786; null starts a
+    # LocalCluster on 127.0.0.1.
+    scheduler: str | None = None
+    # CPU cores one run may use for sampling threads; null: CPU cores divided by workers.
+    cores_per_run: PositiveInt | None = None
+    # Root of all outputs: a folder or a file:// URL that every worker can write to; null
+    # uses outputs/ in the checkout. The --output-root option takes precedence.
+    output_root: str | None = None
+
+
+class SweepParams(_Section):
+    """One parameter and the values to repeat its phases with, one notebook run per value."""
+
+    parameter: Annotated[str, Field(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")]
+    values: list[Any] = Field(min_length=1)
+    # Phases to repeat; null takes the phase from a parameter under phases.<phase>. or backtest.
+    phases: list[Literal[SWEEP_PHASES]] | None = None
+
+    @model_validator(mode="after")
+    def _check_phases(self) -> SweepParams:
+        if self.phases is None and not self.swept_phases:
+            raise ValueError(
+                f"sweep of {self.parameter} must list its phases, for example phases: "
+                f"[phase2_1]; only parameters under phases.<phase>. or backtest. name their "
+                "phase themselves"
+            )
+        if self.phases is not None and len(set(self.phases)) != len(self.phases):
+            raise ValueError(f"sweep phases must not repeat a name, got {self.phases}")
+        if len({repr(value) for value in self.values}) != len(self.values):
+            raise ValueError(f"sweep values must not repeat, got {self.values}")
+        return self
+
+    @property
+    def swept_phases(self) -> list[str]:
+        """The phases to repeat: ``phases`` when listed, else the phase the parameter names."""
+        if self.phases is not None:
+            return list(self.phases)
+        parts = self.parameter.split(".")
+        if parts[0] == "phases" and parts[1] in SWEEP_PHASES:
+            return [parts[1]]
+        if parts[0] == "backtest":
+            return ["backtest"]
+        return []
+
+
 class Params(_Section):
     """All settings of one profile."""
 
@@ -265,6 +326,8 @@ class Params(_Section):
     phases: PhasesParams = Field(default_factory=PhasesParams)
     evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
     backtest: BacktestParams = Field(default_factory=BacktestParams)
+    execution: ExecutionParams = Field(default_factory=ExecutionParams)
+    sweep: list[SweepParams] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_split_seasons(self) -> Params:
@@ -275,6 +338,43 @@ class Params(_Section):
                 "add it to data.seasons or set data.seasons to null to use every season found"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_sweep(self) -> Params:
+        parameters = [sweep.parameter for sweep in self.sweep]
+        repeated = sorted({name for name in parameters if parameters.count(name) > 1})
+        if repeated:
+            raise ValueError(f"sweep lists {', '.join(repeated)} more than once; merge the values")
+        base = self.model_dump(exclude={"sweep"})
+        for index, sweep in enumerate(self.sweep):
+            if sweep.parameter.split(".")[0] in ("sweep", "execution", "profile"):
+                raise ValueError(
+                    f"sweep.{index}.parameter = {sweep.parameter} is invalid: sweeps repeat "
+                    "model, data or sampler settings, not the runner's own"
+                )
+            for value in sweep.values:
+                try:
+                    Params.model_validate(apply_overrides(base, {sweep.parameter: value}))
+                except (ValidationError, ParamsError) as exc:
+                    reason = _first_error(exc)
+                    raise ValueError(
+                        f"sweep.{index}: {sweep.parameter} = {value!r} is invalid: {reason}"
+                    ) from None
+        return self
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Params:
+        """Return these parameters with dotted-key ``overrides`` applied and validated again."""
+        if not overrides:
+            return self
+        return Params.model_validate(apply_overrides(self.model_dump(), overrides))
+
+
+def _first_error(exc: ValidationError | ParamsError) -> str:
+    """Describe the first problem of a validation error in one line."""
+    if isinstance(exc, ParamsError):
+        return str(exc)
+    error = exc.errors()[0]
+    return _describe_error(error, ".".join(str(part) for part in error["loc"]))
 
 
 def available_profiles(params_dir: str | Path) -> list[str]:

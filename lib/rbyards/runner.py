@@ -4,8 +4,14 @@ A *plan* lists the runs of one profile: ``data``, then ``phase1.<fs>``, ``phase2
 ``phase2_2.<fs>``, ``phase2_3.<fs>`` and ``baselines.<fs>`` for each feature set ``fs``, then
 ``comparison``, then ``backtest.<fs>`` when the backtest is enabled. The backtest refits the
 models on several test seasons and needs only the data, so it runs last and the comparison does
-not wait for it. Each run executes one notebook with the papermill parameters ``profile``,
-``params_dir``, ``output_root``, ``overrides``, ``feature_set`` and ``run_id``.
+not wait for it. A ``sweep`` in the parameters adds one run per value, such as
+``phase2_1.seed.sweep-sigma_prior=10`` (see :mod:`rbyards.sweeps`); phase sweeps run before the
+comparison, which summarizes them, and backtest sweeps after it. Each run executes one notebook
+with the papermill parameters ``profile``, ``params_dir``, ``output_root``, ``overrides``,
+``feature_set`` and ``run_id``; a sweep run's overrides also set its sweep value.
+
+The plan is a graph: a run starts when every run it depends on has ended, so independent runs
+can execute at the same time on the executors of :mod:`rbyards.executors`.
 
 Files under ``<output_root>/<profile>/``:
 
@@ -15,7 +21,8 @@ Files under ``<output_root>/<profile>/``:
 - ``results/<run_id>.json``: written by the notebook with :func:`rbyards.provenance.write_result`.
 - ``logs/<run_id>.<UTC time>.log`` per run, ``logs/run_all.<UTC time>.log`` per invocation.
 - ``state/runs/<run_id>.json``: the run's record (status running, done, failed or blocked; key,
-  pid, times, notebook, log, error). A record with status done is the done marker.
+  worker, host, pid, attempt, times, notebook, log, error). A record with status done is the
+  done marker.
 - ``state/run.lock`` (file lock) and ``state/run.pid`` (the process holding it).
 
 A run is reused when its record is done with the current key, its notebook exists and its result
@@ -30,6 +37,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -41,7 +49,8 @@ from typing import Any
 import psutil
 from filelock import FileLock, Timeout
 
-from rbyards import data
+from rbyards import data, executors, sweeps
+from rbyards.executors import ExecutionSettings, RunFailure
 from rbyards.params import Params, ParamsError, load_params, validate_against_data
 from rbyards.provenance import sha256_file, write_json_atomic
 
@@ -58,6 +67,8 @@ PHASES = (
     "backtest",
 )
 PER_FEATURE_SET_PHASES = ("phase1", "phase2_1", "phase2_2", "phase2_3", "baselines")
+# Name that selects every sweep run in --phases and --force.
+SWEEP_SELECTION = "sweep"
 NOTEBOOK_NAMES = {
     "data": "00_data.ipynb",
     "phase1": "10_phase1.ipynb",
@@ -217,6 +228,8 @@ class Run:
     parameters: dict[str, Any]
     dependencies: tuple[str, ...] = ()
     soft_dependencies: tuple[str, ...] = ()
+    # Dotted-key overrides of a sweep point, on top of the profile and its overrides.
+    sweep: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -332,8 +345,14 @@ def build_plan(params: Params, workspace: Workspace) -> list[Run]:
     Returns
     -------
     list of Run
-        ``data``, the per-feature-set runs grouped by phase, ``comparison``, then the
-        ``backtest`` runs, which depend on ``data`` only.
+        ``data``, the per-feature-set runs grouped by phase, the sweep runs of those phases,
+        ``comparison``, then the ``backtest`` runs, which depend on ``data`` only, and their
+        sweep runs.
+
+    Raises
+    ------
+    RunnerError
+        When a sweep repeats a disabled phase, or a parameter its phase does not read.
     """
     phases = params.phases
     enabled = {
@@ -347,8 +366,16 @@ def build_plan(params: Params, workspace: Workspace) -> list[Run]:
     if phases.phase2_3.enabled and not enabled["phase2_3"]:
         logger.info("phase2_3 left out: it calibrates phase2_1 and phase2_2, which are disabled")
 
-    def make(phase: str, feature_set: str | None, deps: Iterable[str], soft: Iterable[str] = ()):
+    def make(
+        phase: str,
+        feature_set: str | None,
+        deps: Iterable[str],
+        soft: Iterable[str] = (),
+        point: sweeps.SweepPoint | None = None,
+    ) -> Run:
         run_id = phase if feature_set is None else f"{phase}.{feature_set}"
+        if point is not None:
+            run_id = point.run_id
         parameters = {
             "profile": params.profile,
             "params_dir": str(workspace.params_dir),
@@ -365,8 +392,10 @@ def build_plan(params: Params, workspace: Workspace) -> list[Run]:
             parameters=parameters,
             dependencies=tuple(deps),
             soft_dependencies=tuple(soft),
+            sweep=point.overrides if point is not None else {},
         )
 
+    points = _checked_sweep_points(params, enabled)
     plan = [make("data", None, ())]
     for phase in PER_FEATURE_SET_PHASES:
         if not enabled[phase]:
@@ -380,18 +409,53 @@ def build_plan(params: Params, workspace: Workspace) -> list[Run]:
                     if enabled[upstream]
                 ]
             plan.append(make(phase, feature_set, deps))
+    for point in points:
+        if point.phase != "backtest":
+            plan.append(make(point.phase, point.feature_set, ["data"], point=point))
     plan.append(make("comparison", None, ["data"], [run.run_id for run in plan[1:]]))
     if params.backtest.enabled:
         for feature_set in params.features.feature_sets:
             plan.append(make("backtest", feature_set, ["data"]))
+    for point in points:
+        if point.phase == "backtest":
+            plan.append(make(point.phase, point.feature_set, ["data"], point=point))
     return plan
 
 
+def _checked_sweep_points(params: Params, enabled: Mapping[str, bool]) -> list[sweeps.SweepPoint]:
+    """Return the sweep points after checking that each swept phase runs and reads its key."""
+    switches = {**enabled, "backtest": params.backtest.enabled}
+    for sweep in params.sweep:
+        for phase in sweep.swept_phases:
+            if not switches[phase]:
+                switch = "backtest.enabled" if phase == "backtest" else f"phases.{phase}.enabled"
+                raise RunnerError(
+                    f"sweep of {sweep.parameter} repeats {phase}, which is disabled; set "
+                    f"{switch} to true or remove the sweep"
+                )
+            read = PHASE_PARAMETERS[phase]
+            if not any(_key_within(sweep.parameter, section) for section in read):
+                raise RunnerError(
+                    f"sweep of {sweep.parameter} repeats {phase}, which does not read that "
+                    f"parameter, so every run would be the same; {phase} reads "
+                    f"{', '.join(read)}"
+                )
+    try:
+        return sweeps.sweep_points(params)
+    except ValueError as exc:
+        raise RunnerError(str(exc)) from exc
+
+
+def _key_within(key: str, section: str) -> bool:
+    """Return whether the dotted ``key`` is ``section`` or lies inside it."""
+    return key == section or key.startswith(section + ".")
+
+
 def _with_overrides(plan: list[Run], overrides: Mapping[str, Any]) -> list[Run]:
-    """Return the plan with ``overrides`` in every run's papermill parameters."""
+    """Return the plan with ``overrides``, and a sweep run's own, in its papermill parameters."""
     result = []
     for run in plan:
-        parameters = dict(run.parameters, overrides=dict(overrides))
+        parameters = dict(run.parameters, overrides={**overrides, **run.sweep})
         result.append(
             Run(
                 run.run_id,
@@ -401,6 +465,7 @@ def _with_overrides(plan: list[Run], overrides: Mapping[str, Any]) -> list[Run]:
                 parameters,
                 run.dependencies,
                 run.soft_dependencies,
+                run.sweep,
             )
         )
     return result
@@ -413,6 +478,11 @@ def _expand_names(names: Sequence[str], plan: list[Run], option: str) -> set[str
     for name in names:
         if name in run_ids:
             selected.add(name)
+        elif name == SWEEP_SELECTION:
+            matches = [run.run_id for run in plan if run.sweep]
+            if not matches:
+                raise RunnerError(f"{option} {name}: the parameters have no sweep section")
+            selected.update(matches)
         elif name in PHASES:
             matches = [run.run_id for run in plan if run.phase == name]
             if not matches:
@@ -425,7 +495,7 @@ def _expand_names(names: Sequence[str], plan: list[Run], option: str) -> set[str
         else:
             raise RunnerError(
                 f"{option} {name!r} is not a phase or run id; allowed phases: "
-                f"{', '.join(PHASES)}; run ids: {', '.join(run_ids)}"
+                f"{', '.join(PHASES)}, {SWEEP_SELECTION}; run ids: {', '.join(run_ids)}"
             )
     return selected
 
@@ -440,8 +510,9 @@ def select_runs(
     plan : list of Run
         The profile's plan.
     phases : sequence of str, optional
-        Phase names (``phase2_1``) or run ids (``phase2_1.seed``); None selects the whole plan.
-        The hard dependencies of every selected run are added (and reused when up to date).
+        Phase names (``phase2_1``, which includes its sweep runs), run ids (``phase2_1.seed``)
+        or ``sweep`` for every sweep run; None selects the whole plan. The hard dependencies of
+        every selected run are added (and reused when up to date).
     force : sequence of str or bool, optional
         True forces every selected run; names force those runs and add them to the selection.
 
@@ -583,7 +654,8 @@ def compute_key(
     run : Run
         The run.
     params : Params
-        Validated parameters; only the sections listed in ``PHASE_PARAMETERS`` count.
+        Validated parameters; only the sections listed in ``PHASE_PARAMETERS`` count, after a
+        sweep run's own override.
     inventory : DataInventory
         Data file checksums.
     sources : str
@@ -601,7 +673,7 @@ def compute_key(
         "run_id": run.run_id,
         "profile": params.profile,
         "feature_set": run.feature_set,
-        "parameters": _parameter_subset(params, run.phase),
+        "parameters": _parameter_subset(params.with_overrides(run.sweep), run.phase),
         "data": inventory.checksums,
         "sources": sources,
         "notebook": notebook,
@@ -853,8 +925,45 @@ def _failure_reason(exc: Exception, timeout: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+@dataclass(frozen=True)
+class RunTask:
+    """Everything a worker needs to execute one run; it is pickled to other processes."""
+
+    run: Run
+    paths: ProfilePaths
+    key: str
+    timeout: int
+    progress_bar: bool
+    invocation: str
+
+
+def run_task(task: RunTask) -> RunOutcome:
+    """Execute one run's notebook wherever this is called: the runner, a process or a worker."""
+    raised_levels = _ensure_info_logging(("papermill", "rbyards"))
+    try:
+        return _execute_notebook(
+            task.run, task.paths, task.key, task.timeout, task.progress_bar, task.invocation
+        )
+    finally:
+        for name, level in raised_levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _attempt_number(paths: ProfilePaths, run_id: str, invocation: str) -> int:
+    """Count this start of a run: 2 when the same runner invocation started it before."""
+    earlier = _read_json(paths.record(run_id)) or {}
+    if earlier.get("status") == "running" and earlier.get("invocation") == invocation:
+        return int(earlier.get("attempt", 1)) + 1
+    return 1
+
+
 def _execute_notebook(
-    run: Run, paths: ProfilePaths, key: str, timeout: int, progress_bar: bool
+    run: Run,
+    paths: ProfilePaths,
+    key: str,
+    timeout: int,
+    progress_bar: bool,
+    invocation: str = "",
 ) -> RunOutcome:
     """Execute one run's notebook and record its outcome."""
     import papermill
@@ -867,8 +976,12 @@ def _execute_notebook(
         "run_id": run.run_id,
         "status": "running",
         "key": key,
+        "worker": executors.current_worker(),
+        "host": socket.gethostname(),
         "pid": me.pid,
         "create_time": me.create_time(),
+        "invocation": invocation,
+        "attempt": _attempt_number(paths, run.run_id, invocation),
         "started": _utc_now(),
         "notebook": str(partial),
         "log": str(log_path),
@@ -880,7 +993,9 @@ def _execute_notebook(
     started = time.monotonic()
     handler = _file_handler(log_path)
     logging.getLogger().addHandler(handler)
-    logger.info("%s: started (notebook %s)", run.run_id, run.notebook.name)
+    logger.info(
+        "%s: started (notebook %s, worker %s)", run.run_id, run.notebook.name, record["worker"]
+    )
     error: str | None = None
     try:
         try:
@@ -1012,11 +1127,13 @@ def execute(
     *,
     margin_seconds: float = CELL_TIMEOUT_MARGIN_SECONDS,
     progress_bar: bool = False,
+    execution: ExecutionSettings | None = None,
 ) -> list[RunOutcome]:
-    """Run the selected runs in plan order under the profile lock.
+    """Run the selected runs under the profile lock, each as soon as its dependencies ended.
 
     A run whose hard dependency failed or was blocked is blocked; the comparison's dependencies on
-    the phases are soft, so it runs with whatever finished.
+    the phases are soft, so it runs with whatever finished. With one worker the runs execute one
+    after another in plan order, in this process.
 
     Parameters
     ----------
@@ -1026,6 +1143,9 @@ def execute(
         Seconds added to the sampler time limit for papermill's per-cell timeout.
     progress_bar : bool, default False
         Show papermill's per-cell progress bar.
+    execution : ExecutionSettings, optional
+        Executor, workers, Dask scheduler and cores per run; defaults to the parameters'
+        ``execution`` section.
 
     Returns
     -------
@@ -1036,7 +1156,11 @@ def execute(
     ------
     LockHeldError
         When another live process runs the same profile.
+    rbyards.executors.ExecutorError
+        When the Dask scheduler cannot be reached.
     """
+    if execution is None:
+        execution = execution_settings(prepared.params)
     paths = prepared.paths
     lock = ProfileLock(paths)
     lock.acquire()
@@ -1046,13 +1170,31 @@ def execute(
     root_logger.addHandler(handler)
     raised_levels = _ensure_info_logging(("papermill", "rbyards"))
     try:
-        return _execute_locked(prepared, margin_seconds, progress_bar)
+        executor = executors.make_executor(execution, run_task)
+        try:
+            scheduler = _Scheduler(prepared, executor, margin_seconds, progress_bar, stamp)
+            return scheduler.run()
+        finally:
+            executor.close()
     finally:
         for name, level in raised_levels.items():
             logging.getLogger(name).setLevel(level)
         root_logger.removeHandler(handler)
         handler.close()
         lock.release()
+
+
+def execution_settings(params: Params, **changes: Any) -> ExecutionSettings:
+    """Return the executor settings of the parameters, with ``changes`` that are not None."""
+    section = params.execution
+    values = {
+        "executor": section.executor,
+        "workers": section.workers,
+        "scheduler": section.scheduler,
+        "cores_per_run": section.cores_per_run,
+    }
+    values.update({name: value for name, value in changes.items() if value is not None})
+    return ExecutionSettings(**values)
 
 
 def _ensure_info_logging(names: Iterable[str]) -> dict[str, int]:
@@ -1076,69 +1218,218 @@ def _dependency_keys(
     return dependency_keys
 
 
-def _execute_locked(
-    prepared: Prepared, margin_seconds: float, progress_bar: bool
-) -> list[RunOutcome]:
-    """Walk the plan: block, reuse or execute each selected run; compute every run's key."""
-    paths = prepared.paths
-    sources = source_digest(prepared.workspace.source_dir)
-    keys: dict[str, str] = {}
-    finished: set[str] = set()
-    outcomes: list[RunOutcome] = []
-    started = time.monotonic()
-    logger.info(
-        "profile %s: %d run(s) selected; outputs in %s",
-        prepared.profile,
-        len(prepared.selected),
-        paths.base,
-    )
+class _Scheduler:
+    """Walk the plan as a graph: block, reuse or start each run once its dependencies ended.
 
-    for run in prepared.plan:
-        dependency_keys = _dependency_keys(run, keys, finished)
-        key = compute_key(run, prepared.params, prepared.inventory, sources, dependency_keys)
-        keys[run.run_id] = key
+    A run's key depends on its dependencies' keys and, for soft dependencies, on whether they
+    finished, so it is computed only when every dependency, hard or soft, has ended. Runs start
+    in plan order while the executor has free slots; with one slot this is the plan order.
+    """
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        executor: executors.RunExecutor,
+        margin_seconds: float,
+        progress_bar: bool,
+        invocation: str,
+    ) -> None:
+        self.prepared = prepared
+        self.executor = executor
+        self.margin_seconds = margin_seconds
+        self.progress_bar = progress_bar
+        self.invocation = f"{invocation}-{os.getpid()}"
+        self.paths = prepared.paths
+        self.sources = source_digest(prepared.workspace.source_dir)
+        self.keys: dict[str, str] = {}
+        self.finished: set[str] = set()
+        self.ended: set[str] = set()
+        self.waiting: list[Run] = list(prepared.plan)
+        self.running: dict[str, Run] = {}
+        self.outcomes: dict[str, RunOutcome] = {}
+        # The in-process executor logs each run's start and end itself, as the runner did
+        # before it had executors. For other executors the runner logs them here.
+        self.log_runs = not isinstance(executor, executors.InProcessExecutor)
+
+    def run(self) -> list[RunOutcome]:
+        started = time.monotonic()
+        logger.info(
+            "profile %s: %d run(s) selected; outputs in %s",
+            self.prepared.profile,
+            len(self.prepared.selected),
+            self.paths.base,
+        )
+        if self.log_runs:
+            logger.info("executor: %s", self.executor.description)
+        if self.executor.dashboard:
+            logger.info("dask dashboard: %s", self.executor.dashboard)
+        try:
+            while self.waiting or self.running:
+                waiting_before = len(self.waiting)
+                self._start_ready_runs()
+                if not self.running:
+                    if len(self.waiting) == waiting_before:
+                        stuck = ", ".join(run.run_id for run in self.waiting)
+                        raise RunnerError(f"runs wait for runs that are not in the plan: {stuck}")
+                    continue
+                for run_id, outcome in self.executor.wait():
+                    self._finish(self.running.pop(run_id), outcome)
+        except BaseException as exc:
+            self._record_interrupted(exc)
+            raise
+        plan_order = [run.run_id for run in self.prepared.plan]
+        outcomes = sorted(self.outcomes.values(), key=lambda o: plan_order.index(o.run_id))
+        counts = {status: sum(o.status == status for o in outcomes) for status in _OUTCOME_ORDER}
+        summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+        logger.info(
+            "profile %s finished in %.1fs: %s; logs in %s",
+            self.prepared.profile,
+            time.monotonic() - started,
+            summary or "nothing to do",
+            self.paths.logs,
+        )
+        return outcomes
+
+    def _start_ready_runs(self) -> None:
+        """Decide every waiting run whose dependencies ended, in plan order, until slots run out."""
+        progressed = True
+        while progressed:
+            progressed = False
+            for run in list(self.waiting):
+                if self.executor.free_slots() <= 0:
+                    return
+                dependencies = (*run.dependencies, *run.soft_dependencies)
+                if any(dep not in self.ended for dep in dependencies):
+                    continue
+                self.waiting.remove(run)
+                self._decide(run)
+                progressed = True
+
+    def _decide(self, run: Run) -> None:
+        """Compute the run's key, then skip, block, reuse or start it."""
+        prepared, paths = self.prepared, self.paths
+        dependency_keys = _dependency_keys(run, self.keys, self.finished)
+        key = compute_key(run, prepared.params, prepared.inventory, self.sources, dependency_keys)
+        self.keys[run.run_id] = key
         if run.run_id not in prepared.selected:
             # Not selected: its earlier outputs still count for the runs that depend on it.
             if _is_reusable(paths, run.run_id, key):
-                finished.add(run.run_id)
-            continue
+                self.finished.add(run.run_id)
+            self.ended.add(run.run_id)
+            return
 
-        blockers = [dep for dep in run.dependencies if dep not in finished]
+        blockers = [dep for dep in run.dependencies if dep not in self.finished]
         if blockers:
             reason = _write_blocked(paths, run.run_id, key, blockers)
             logger.warning("%s: skipped, %s", run.run_id, reason)
-            outcomes.append(RunOutcome(run.run_id, "blocked", error=reason))
-            continue
+            self._end(RunOutcome(run.run_id, "blocked", error=reason))
+            return
 
         if run.run_id not in prepared.forced and _is_reusable(paths, run.run_id, key):
             record = _read_json(paths.record(run.run_id)) or {}
             logger.info("%s: reused (done %s)", run.run_id, record.get("finished", "earlier"))
-            outcomes.append(RunOutcome(run.run_id, "reused", notebook=paths.notebook(run.run_id)))
-            finished.add(run.run_id)
-            continue
+            self._end(RunOutcome(run.run_id, "reused", notebook=paths.notebook(run.run_id)))
+            return
 
-        timeout = cell_timeout_seconds(prepared.params, margin_seconds, phase=run.phase)
-        outcome = _execute_notebook(run, paths, key, timeout, progress_bar)
+        timeout = cell_timeout_seconds(prepared.params, self.margin_seconds, phase=run.phase)
+        task = RunTask(run, paths, key, timeout, self.progress_bar, self.invocation)
+        self.executor.submit(run.run_id, task)
+        self.running[run.run_id] = run
+        if self.log_runs:
+            logger.info("%s: started (notebook %s)", run.run_id, run.notebook.name)
+            self._log_progress()
+
+    def _finish(self, run: Run, result: RunOutcome | RunFailure) -> None:
+        """Record a run's outcome, rekey the data run after a download, and log progress."""
+        if isinstance(result, RunFailure):
+            outcome = _record_worker_failure(self.paths, run, self.keys[run.run_id], result)
+        else:
+            outcome = result
+            if self.log_runs:
+                _log_outcome(outcome)
         if (
             run.phase == "data"
             and outcome.status == "done"
-            and prepared.inventory.weeks_by_season is None
+            and self.prepared.inventory.weeks_by_season is None
         ):
-            keys[run.run_id], outcome = _recheck_after_download(prepared, run, sources, outcome)
-        outcomes.append(outcome)
-        if outcome.status == "done":
-            finished.add(run.run_id)
+            self.keys[run.run_id], outcome = _recheck_after_download(
+                self.prepared, run, self.sources, outcome
+            )
+        self._end(outcome)
+        if self.log_runs:
+            self._log_progress()
 
-    counts = {status: sum(o.status == status for o in outcomes) for status in _OUTCOME_ORDER}
-    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-    logger.info(
-        "profile %s finished in %.1fs: %s; logs in %s",
-        prepared.profile,
-        time.monotonic() - started,
-        summary or "nothing to do",
-        paths.logs,
+    def _end(self, outcome: RunOutcome) -> None:
+        self.outcomes[outcome.run_id] = outcome
+        self.ended.add(outcome.run_id)
+        if outcome.status in ("done", "reused"):
+            self.finished.add(outcome.run_id)
+
+    def _log_progress(self) -> None:
+        statuses = [outcome.status for outcome in self.outcomes.values()]
+        selected = set(self.prepared.selected)
+        waiting = sum(run.run_id in selected for run in self.waiting)
+        logger.info(
+            "progress: %d done, %d reused, %d running, %d failed, %d blocked, %d waiting",
+            statuses.count("done"),
+            statuses.count("reused"),
+            len(self.running),
+            statuses.count("failed"),
+            statuses.count("blocked"),
+            waiting,
+        )
+
+    def _record_interrupted(self, exc: BaseException) -> None:
+        """Mark the runs still running as failed when the runner stops early."""
+        if not self.running or not self.log_runs:
+            # The in-process executor records its own run when it is interrupted.
+            return
+        self.executor.close()
+        for run_id in self.running:
+            record = _read_json(self.paths.record(run_id)) or {"run_id": run_id}
+            record.update(status="failed", finished=_utc_now(), error=f"interrupted: {exc!r}")
+            write_json_atomic(self.paths.record(run_id), record)
+            logger.error("%s: interrupted: %r", run_id, exc)
+
+
+def _log_outcome(outcome: RunOutcome) -> None:
+    """Log a run's end as the in-process executor does, for runs that ended elsewhere."""
+    if outcome.status == "done":
+        logger.info("%s: done in %.1fs", outcome.run_id, outcome.elapsed_seconds)
+        return
+    logger.error(
+        "%s: failed after %.1fs: %s; notebook %s; log %s",
+        outcome.run_id,
+        outcome.elapsed_seconds,
+        outcome.error,
+        outcome.notebook or "not saved",
+        outcome.log,
     )
-    return outcomes
+
+
+def _record_worker_failure(
+    paths: ProfilePaths, run: Run, key: str, failure: RunFailure
+) -> RunOutcome:
+    """Record a run whose worker was lost, or whose task raised, as failed with the worker."""
+    record = _read_json(paths.record(run.run_id)) or {"run_id": run.run_id}
+    error = f"worker {failure.worker} lost the run: {failure.error}"
+    partial = paths.partial_notebook(run.run_id)
+    notebook = paths.notebook(run.run_id) if partial.exists() else None
+    if notebook is not None:
+        os.replace(partial, notebook)
+    record.update(
+        run_id=run.run_id,
+        status="failed",
+        key=key,
+        worker=failure.worker,
+        finished=_utc_now(),
+        error=error,
+        notebook=str(notebook) if notebook else None,
+    )
+    write_json_atomic(paths.record(run.run_id), record)
+    log = Path(record["log"]) if record.get("log") else None
+    logger.error("%s: failed: %s; log %s", run.run_id, error, log or "not written")
+    return RunOutcome(run.run_id, "failed", 0.0, error, notebook, log)
 
 
 _OUTCOME_ORDER = ("done", "reused", "failed", "blocked")
@@ -1223,20 +1514,27 @@ def collect_status(
     keys: dict[str, str] = {}
     finished: set[str] = set()
     statuses = []
+    holder = read_lock_holder(paths)
     for run in plan:
         key = compute_key(run, params, inventory, sources, _dependency_keys(run, keys, finished))
         keys[run.run_id] = key
-        status = _run_status(paths, run.run_id, key)
+        status = _run_status(paths, run.run_id, key, runner_alive=holder is not None)
         if status.state == "pending" and not run.notebook.is_file():
             status.detail = f"not run yet; notebook {run.notebook} not found"
         if status.state == "done":
             finished.add(run.run_id)
         statuses.append(status)
-    return StatusReport(profile, statuses, paths.logs, read_lock_holder(paths))
+    return StatusReport(profile, statuses, paths.logs, holder)
 
 
-def _run_status(paths: ProfilePaths, run_id: str, key: str) -> RunStatus:
-    """Build one run's status from its record and result file."""
+def _run_status(
+    paths: ProfilePaths, run_id: str, key: str, *, runner_alive: bool = False
+) -> RunStatus:
+    """Build one run's status from its record and result file.
+
+    A run recorded as running on another host cannot be checked from here. It counts as running
+    while a runner holds the profile's lock, and as interrupted otherwise.
+    """
     record = _read_json(paths.record(run_id))
     if record is None:
         return RunStatus(run_id, "pending", "not run yet")
@@ -1245,12 +1543,24 @@ def _run_status(paths: ProfilePaths, run_id: str, key: str) -> RunStatus:
     state = record.get("status")
 
     if state == "running":
-        if _process_alive(record.get("pid"), record.get("create_time")):
+        host = record.get("host")
+        remote = bool(host) and host != socket.gethostname()
+        worker = f" on worker {record['worker']}" if record.get("worker") else ""
+        if remote:
+            alive = runner_alive
+        else:
+            alive = _process_alive(record.get("pid"), record.get("create_time"))
+        if alive:
             started = datetime.fromisoformat(record["started"])
             elapsed = (datetime.now(UTC) - started).total_seconds()
-            detail = f"running for {elapsed:.0f}s in pid {record['pid']}"
+            detail = f"running for {elapsed:.0f}s in pid {record['pid']}{worker}"
+            if record.get("attempt", 1) > 1:
+                detail += f", attempt {record['attempt']}"
             return RunStatus(run_id, "running", detail, notebook, log)
-        detail = f"pid {record.get('pid')} stopped during the run; the next run starts it again"
+        if remote:
+            detail = f"the runner stopped while the run ran{worker}; the next run starts it again"
+        else:
+            detail = f"pid {record.get('pid')} stopped during the run; the next run starts it again"
         return RunStatus(run_id, "interrupted", detail, notebook, log)
     if state == "failed":
         return RunStatus(run_id, "failed", str(record.get("error")), notebook, log)

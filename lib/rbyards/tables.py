@@ -663,3 +663,90 @@ def backtest_table(
         caption=caption,
         label=label,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sensitivity of a parameter sweep
+
+
+def sweep_group_label(phase: str, feature_set: str, parameter: str, model: str) -> str:
+    """Name one sweep series in plain text, such as ``phase2_1 (seed): sigma_prior``."""
+    name = parameter.rsplit(".", 1)[-1]
+    who = phase if model == phase else f"{phase} {model}"
+    return f"{who} ({feature_set}): {name}"
+
+
+def sensitivity_table(
+    frame: Any,
+    *,
+    metrics: Sequence[str] = ("coverage_90", "width_90_mean", "mae", "crps"),
+    program: str = "rbyards.tables",
+    caption: str = "Sensitivity of the test metrics to the swept parameters.",
+    label: str = "tab:sensitivity",
+) -> LatexTable:
+    """Build the table of metrics per sweep value, one block of rows per swept series.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Output of :func:`rbyards.sweeps.sensitivity_frame`: one row per sweep point and model.
+    metrics : Sequence[str]
+        Metric columns of ``frame`` to show, one table column each.
+    program : str
+        Notebook or script named in the provenance comment.
+    caption : str
+        LaTeX caption of the float.
+    label : str
+        LaTeX label of the float.
+
+    Returns
+    -------
+    LatexTable
+        Columns series, value, each metric and convergence. A point without an ``ok`` result
+        shows its status in place of the metrics.
+
+    Raises
+    ------
+    TableInputError
+        When ``frame`` has no rows or lacks a metric column.
+    """
+    if len(frame) == 0:
+        raise TableInputError("no sweep points given; add a sweep section to the parameters")
+    missing = [metric for metric in metrics if metric not in frame.columns]
+    if missing:
+        raise TableInputError(f"sensitivity frame has no column(s) {missing}")
+    rows = []
+    previous_group = None
+    for row in frame.itertuples(index=False):
+        group = sweep_group_label(row.phase, row.feature_set, row.parameter, row.model)
+        cells = [escape_latex(group) if group != previous_group else "", escape_latex(row.value)]
+        previous_group = group
+        if row.status != "ok":
+            cells += [MISSING] * len(metrics) + [escape_latex(row.status)]
+        else:
+            cells += [format_metric(metric, getattr(row, metric)) for metric in metrics]
+            converged = {True: "yes", False: "no"}.get(row.converged, MISSING)
+            cells.append(converged)
+        rows.append(cells)
+    header = (
+        "Series & Value & "
+        + " & ".join(metric_header(metric) for metric in metrics)
+        + r" & Converged \\"
+    )
+    notes = [
+        "Each series repeats one phase and feature set with one parameter set to each value; "
+        "every other parameter keeps the profile's value. Converged: the phase's R-hat, ESS "
+        "and divergence gate; -- when the phase reports none. A failed or missing run shows "
+        "its status."
+    ]
+    run_ids = list(dict.fromkeys(frame["run_id"]))
+    comment = provenance_comment(
+        program=program, source_files=[f"{run_id}.json" for run_id in run_ids], run_ids=run_ids
+    )
+    return _assemble(
+        _tabular("ll" + "r" * len(metrics) + "c", [header], rows),
+        notes,
+        comment=comment,
+        caption=caption,
+        label=label,
+    )
