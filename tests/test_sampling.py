@@ -324,6 +324,8 @@ def test_progress_chunks_leave_draws_unchanged_and_log_each_chunk(caplog):
 
     whole, _ = sampling.sample_posterior(model, one_chunk, progressbar=False)
     with caplog.at_level(logging.INFO, logger="rbyards.sampling"):
+        # Earlier tests may have set the rbyards loggers to INFO, so the first fit logged too.
+        caplog.clear()
         chunked, report = sampling.sample_posterior(model, four_chunks, progressbar=False)
 
     np.testing.assert_array_equal(whole.posterior["w_in"], chunked.posterior["w_in"])
