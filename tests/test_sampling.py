@@ -309,7 +309,7 @@ def _small_network(seed: int):
 
 
 @pytest.mark.slow
-def test_progress_chunks_leave_draws_unchanged_and_log_each_chunk(caplog):
+def test_progress_chunks_keep_draws(caplog):
     model = _small_network(10)
     one_chunk = sampling.SamplerSettings(
         backend="numpyro",
