@@ -403,6 +403,8 @@ def build_plan(params: Params, workspace: Workspace) -> list[Run]:
         for feature_set in params.features.feature_sets:
             deps = ["data"]
             if phase == "phase2_3":
+                # NOTE: a failed phase 2.2 blocks phase 2.3, although the notebook can calibrate
+                # phase 2.1 alone. Soft dependencies (as the comparison has) would let it run.
                 deps += [
                     f"{upstream}.{feature_set}"
                     for upstream in ("phase2_1", "phase2_2")
