@@ -108,8 +108,8 @@ def configure_jax_devices(chains: int) -> None:
     by about 8 MB a second with 2 host devices and stayed flat at 1.1 GB with 100 (2 cores,
     200 + 200 draws, tree depth 6).
 
-    XLA reads ``XLA_FLAGS`` once, when JAX first uses a device, so this must run before any JAX
-    computation; later calls have no effect and are logged.
+    XLA reads ``XLA_FLAGS`` once, when JAX first uses a device. This function must therefore run
+    before any JAX computation. Later calls have no effect and are logged.
     """
     from jax._src import xla_bridge
 
@@ -160,6 +160,34 @@ def sample_posterior(
     if settings.backend == "numpyro":
         configure_jax_devices(settings.chains)
 
+    logger.info(
+        "sampling with %s: %d chains x (%d tune + %d draws)",
+        settings.backend,
+        settings.chains,
+        settings.tune,
+        settings.draws,
+    )
+    start = time.perf_counter()
+    if settings.backend == "numpyro":
+        idata = _sample_numpyro(model, settings, progressbar=progressbar)
+    else:
+        idata = _sample_pymc(model, settings, progressbar=progressbar)
+    elapsed = time.perf_counter() - start
+    report = sampler_report(idata, settings, elapsed)
+    logger.info(
+        "sampled in %.1f s: %d divergences, mean tree depth %.2f",
+        elapsed,
+        report["divergences"],
+        report["tree_depth_mean"],
+    )
+    return idata, report
+
+
+def _sample_pymc(
+    model: pm.Model, settings: SamplerSettings, *, progressbar: bool
+) -> az.InferenceData:
+    """Sample with ``pm.sample``, on nutpie or PyMC's own NUTS, within the core budget."""
+    budget = core_budget()
     kwargs: dict[str, Any] = {
         "draws": settings.draws,
         "tune": settings.tune,
@@ -173,33 +201,12 @@ def sample_posterior(
     if settings.backend == "nutpie":
         kwargs["nuts_sampler"] = "nutpie"
         kwargs["nuts_sampler_kwargs"] = {"maxdepth": settings.max_treedepth}
-        if core_budget() is not None:
-            kwargs["cores"] = min(settings.chains, core_budget())
+        if budget is not None:
+            kwargs["cores"] = min(settings.chains, budget)
     else:
-        kwargs["cores"] = min(settings.chains, core_budget() or os.cpu_count() or 1)
+        kwargs["cores"] = min(settings.chains, budget or os.cpu_count() or 1)
         kwargs["nuts"] = {"max_treedepth": settings.max_treedepth}
-
-    logger.info(
-        "sampling with %s: %d chains x (%d tune + %d draws)",
-        settings.backend,
-        settings.chains,
-        settings.tune,
-        settings.draws,
-    )
-    start = time.perf_counter()
-    if settings.backend == "numpyro":
-        idata = _sample_numpyro(model, settings, progressbar=progressbar)
-    else:
-        idata = pm.sample(**kwargs)
-    elapsed = time.perf_counter() - start
-    report = sampler_report(idata, settings, elapsed)
-    logger.info(
-        "sampled in %.1f s: %d divergences, mean tree depth %.2f",
-        elapsed,
-        report["divergences"],
-        report["tree_depth_mean"],
-    )
-    return idata, report
+    return pm.sample(**kwargs)
 
 
 def _sample_numpyro(

@@ -672,8 +672,8 @@ def backtest_table(
 def sweep_group_label(phase: str, feature_set: str, parameter: str, model: str) -> str:
     """Name one sweep series in plain text, such as ``phase2_1 (seed): sigma_prior``."""
     name = parameter.rsplit(".", 1)[-1]
-    who = phase if model == phase else f"{phase} {model}"
-    return f"{who} ({feature_set}): {name}"
+    run_label = phase if model == phase else f"{phase} {model}"
+    return f"{run_label} ({feature_set}): {name}"
 
 
 def sensitivity_table(
