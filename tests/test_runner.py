@@ -208,11 +208,8 @@ def test_plan_ids_dependencies_and_notebooks() -> None:
     assert [run.run_id for run in plan][:3] == ["data", "phase1.seed", "phase1.pregame"]
     assert len(plan) == 14
     assert [run.run_id for run in plan][-3:] == ["comparison", "backtest.seed", "backtest.pregame"]
-    assert by_id["phase2_3.pregame"].dependencies == (
-        "data",
-        "phase2_1.pregame",
-        "phase2_2.pregame",
-    )
+    assert by_id["phase2_3.pregame"].dependencies == ("data",)
+    assert by_id["phase2_3.pregame"].soft_dependencies == ("phase2_1.pregame", "phase2_2.pregame")
     assert by_id["comparison"].dependencies == ("data",)
     assert len(by_id["comparison"].soft_dependencies) == 10
     assert by_id["baselines.seed"].notebook.name == "30_baselines.ipynb"
@@ -233,14 +230,15 @@ def test_plan_drops_disabled_dependency() -> None:
     plan = build_plan(params, Workspace.from_root(REPO_ROOT))
     by_id = {run.run_id: run for run in plan}
     assert "phase2_1.seed" not in by_id
-    assert by_id["phase2_3.seed"].dependencies == ("data", "phase2_2.seed")
+    assert by_id["phase2_3.seed"].soft_dependencies == ("phase2_2.seed",)
 
 
 def test_select_runs_adds_dependencies_and_forced() -> None:
     params = load_params("fixture", FIXTURES / "params")
     plan = build_plan(params, Workspace.from_root(REPO_ROOT))
+    # Phase 2.3 reads phases 2.1 and 2.2 through soft dependencies, which are not added.
     selected, forced = select_runs(plan, ["phase2_3"], None)
-    assert selected == ["data", "phase2_1.seed", "phase2_2.seed", "phase2_3.seed"]
+    assert selected == ["data", "phase2_3.seed"]
     assert forced == set()
     selected, forced = select_runs(plan, ["comparison"], ["phase2_2.seed"])
     assert selected == ["data", "phase2_2.seed", "comparison"]
@@ -489,17 +487,23 @@ def test_changed_parameter_reruns_affected_runs(finished: Project, tmp_path: Pat
 
 def test_blocked_run_keeps_finished_record(finished: Project, tmp_path: Path) -> None:
     project = copy_project(finished, tmp_path / "project")
-    project.behave({"phase2_1.seed": {"raise": "boom from the stand-in"}})
-    with contextlib.redirect_stderr(io.StringIO()):
-        assert project.main("--force", "phase2_1") == 1
-    # phase2_3 was blocked, but its finished record stays.
+    project.behave({"data": {"raise": "boom from the stand-in"}})
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert project.main("--force", "data") == 1
+    assert project.executions()[len(FULL_PLAN) :] == ["data"]
+    assert "phase2_3.seed: skipped, blocked by data" in err.getvalue()
+    # The dependents were blocked, but their finished records stay.
     assert project.record("phase2_3.seed")["status"] == "done"
+    # The failed run's result from the earlier success no longer passes for a current one.
+    assert not project.paths.result("data").exists()
+    assert (project.paths.results / "superseded" / "data.json").is_file()
     before_repair = len(project.executions())
     project.behave({})
     assert project.main() == 0
     rerun = project.executions()[before_repair:]
-    # phase2_3.seed is reused: its dependency's key is what it was when it finished.
-    assert rerun == ["phase2_1.seed", "comparison"]
+    # The dependents are reused: the key of data is what it was when they finished.
+    assert rerun == ["data"]
 
 
 @pytest.fixture(scope="module")
@@ -525,19 +529,24 @@ def test_failed_run_keeps_notebook_and_error(failed_once: tuple[Project, int, st
     assert str(notebook) in err
 
 
-def test_failed_run_blocks_dependents_only(
+def test_failed_phase_leaves_soft_dependents_running(
     failed_once: tuple[Project, int, str], tmp_path: Path
 ) -> None:
     failed, _, err = failed_once
-    assert failed.executions() == ["data", "phase2_1.seed", "phase2_2.seed", "comparison"]
-    assert failed.record("phase2_3.seed")["status"] == "blocked"
-    assert "phase2_3.seed: skipped, blocked by phase2_1.seed" in err
+    assert failed.executions() == FULL_PLAN
+    assert "blocked" not in err
+    assert failed.record("phase2_3.seed")["status"] == "done"
     assert failed.record("comparison")["status"] == "done"
 
     project = copy_project(failed, tmp_path / "project")
     project.behave({})
     assert project.main() == 0
-    assert project.executions()[4:] == ["phase2_1.seed", "phase2_3.seed", "comparison"]
+    # Phase 2.3 and the comparison ran without phase 2.1, so they run again with it.
+    assert project.executions()[len(FULL_PLAN) :] == [
+        "phase2_1.seed",
+        "phase2_3.seed",
+        "comparison",
+    ]
 
 
 def test_notebooks_get_papermill_parameters(finished: Project, tmp_path: Path) -> None:
@@ -621,7 +630,7 @@ def test_status_done_failed_blocked_stale(failed_once: tuple[Project, int, str])
         "data": "done",
         "phase2_1.seed": "failed",
         "phase2_2.seed": "done",
-        "phase2_3.seed": "blocked",
+        "phase2_3.seed": "done",
         "comparison": "done",
     }
     stale = project.status(**{"phases.phase2_2.hidden_units": 3})
@@ -638,7 +647,7 @@ def test_status_text_shows_failed_paths(failed_once: tuple[Project, int, str]) -
     record = project.record("phase2_1.seed")
     rows = {line.split()[0]: line.split(None, 2)[1:] for line in text.splitlines()[1:-1]}
     assert rows["phase2_1.seed"] == ["failed", "RuntimeError: boom from the stand-in (cell 4)"]
-    assert rows["phase2_3.seed"] == ["blocked", "blocked by phase2_1.seed"]
+    assert rows["phase2_3.seed"][0] == "done"
     assert f"notebook {project.paths.notebook('phase2_1.seed')}" in text
     assert f"log {record['log']}" in text
 

@@ -19,6 +19,7 @@ Files under ``<output_root>/<profile>/``:
   executes, papermill saves it cell by cell to ``notebooks/.<run_id>.partial.ipynb``, which is
   renamed when the run ends.
 - ``results/<run_id>.json``: written by the notebook with :func:`rbyards.provenance.write_result`.
+  When a run fails, the result file of an earlier run moves to ``results/superseded/``.
 - ``logs/<run_id>.<UTC time>.log`` per run, ``logs/run_all.<UTC time>.log`` per invocation.
 - ``state/runs/<run_id>.json``: the run's record (status running, done, failed or blocked; key,
   worker, host, pid, attempt, times, notebook, log, error). A record with status done is the
@@ -401,16 +402,16 @@ def build_plan(params: Params, workspace: Workspace) -> list[Run]:
         if not enabled[phase]:
             continue
         for feature_set in params.features.feature_sets:
-            deps = ["data"]
+            soft = []
             if phase == "phase2_3":
-                # NOTE: a failed phase 2.2 blocks phase 2.3, although the notebook can calibrate
-                # phase 2.1 alone. Soft dependencies (as the comparison has) would let it run.
-                deps += [
+                # Phase 2.3 calibrates whichever of 2.1 and 2.2 finished, so it waits for both
+                # but a failure of one does not block it.
+                soft = [
                     f"{upstream}.{feature_set}"
                     for upstream in ("phase2_1", "phase2_2")
                     if enabled[upstream]
                 ]
-            plan.append(make(phase, feature_set, deps))
+            plan.append(make(phase, feature_set, ["data"], soft))
     for point in points:
         if point.phase != "backtest":
             plan.append(make(point.phase, point.feature_set, ["data"], point=point))
@@ -1018,11 +1019,14 @@ def _execute_notebook(
     except BaseException as exc:
         # KeyboardInterrupt or SystemExit: record the run as failed, then stop the runner.
         _finish_record(paths, record, "failed", started, f"interrupted: {exc!r}", partial)
+        _set_aside_earlier_result(paths, run.run_id, started_wall)
         raise
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
     status = "failed" if error else "done"
+    if error:
+        _set_aside_earlier_result(paths, run.run_id, started_wall)
     final = _finish_record(paths, record, status, started, error, partial)
     elapsed = time.monotonic() - started
     if error:
@@ -1054,6 +1058,25 @@ def _check_result(path: Path, started_wall: float) -> str | None:
         reason = result.get("error") or "no error given"
         return f"result status is {result.get('status')!r}: {reason}"
     return None
+
+
+def _set_aside_earlier_result(paths: ProfilePaths, run_id: str, started_wall: float) -> None:
+    """Move a failed run's result file from an earlier run to ``results/superseded/``.
+
+    The comparison and phase 2.3 read every result file in ``results/``, so a file left by an
+    earlier success would pass for the output of the run that just failed.
+    """
+    result = paths.result(run_id)
+    try:
+        written = result.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if written >= started_wall - 1.0:
+        return  # written by this run (with a status other than ok); it tells why it failed
+    superseded = paths.results / "superseded" / result.name
+    superseded.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(result, superseded)
+    logger.info("%s: moved the earlier result file to %s", run_id, superseded)
 
 
 def _finish_record(
