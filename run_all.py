@@ -23,22 +23,20 @@ from typing import Any
 
 import yaml
 from rbyards.executors import ExecutorError, resolve_output_root
+from rbyards.notebook_runs import PapermillNoiseFilter
 from rbyards.params import EXECUTORS, ParamsError, load_params
+from rbyards.run_records import LockHeldError, Workspace
 from rbyards.runner import (
     CELL_TIMEOUT_MARGIN_SECONDS,
     PHASES,
     SWEEP_SELECTION,
     InventoryFunction,
-    LockHeldError,
-    PapermillNoiseFilter,
     RunnerError,
-    Workspace,
-    collect_status,
     execute,
     execution_settings,
-    format_status,
     prepare,
 )
+from rbyards.status import collect_status, format_status
 
 REPO_ROOT = Path(__file__).resolve().parent
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -33,6 +33,7 @@ SMALL_MODEL_SETTINGS = {
     "phase2_2": {"experts": 3, "hidden_units": 4, "sigma_priors": [0.5, 1.0, 1.5], "nu": 4.0},
 }
 
+
 def synthetic_posterior(
     phase: str, dataset, seed: int = 0, chains: int = 2, draws: int = 200
 ) -> xr.Dataset:

@@ -33,24 +33,20 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(FIXTURES))
 
 from rbyards.params import load_params, validate_against_data  # noqa: E402
+from rbyards.run_records import LockHeldError, ProfileLock, ProfilePaths, Workspace  # noqa: E402
 from rbyards.runner import (  # noqa: E402
     NOTEBOOK_NAMES,
     DataInventory,
-    LockHeldError,
-    ProfileLock,
-    ProfilePaths,
     RunnerError,
-    Workspace,
     build_plan,
     cell_timeout_seconds,
-    collect_status,
     compute_key,
     execute,
-    format_status,
     inventory_data,
     prepare,
     select_runs,
 )
+from rbyards.status import collect_status, format_status  # noqa: E402
 from runner_cli import fake_inventory  # noqa: E402
 
 import run_all  # noqa: E402

@@ -2,7 +2,7 @@
 
 The runner decides which runs may start and hands each one to an executor as a picklable task.
 The executor calls ``function(task)`` in some process and reports the
-:class:`~rbyards.runner.RunOutcome` it returned. Three executors exist:
+:class:`~rbyards.run_records.RunOutcome` it returned. Three executors exist:
 
 - :class:`InProcessExecutor`: one run at a time in the runner's own process, the runner's
   behaviour with ``--executor local --workers 1``.

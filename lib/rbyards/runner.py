@@ -11,7 +11,9 @@ with the papermill parameters ``profile``, ``params_dir``, ``output_root``, ``ov
 ``feature_set`` and ``run_id``; a sweep run's overrides also set its sweep value.
 
 The plan is a graph: a run starts when every run it depends on has ended, so independent runs
-can execute at the same time on the executors of :mod:`rbyards.executors`.
+can execute at the same time on the executors of :mod:`rbyards.executors`. Each executor runs a
+notebook with :func:`rbyards.notebook_runs.run_task`; :mod:`rbyards.run_records` holds the
+paths, records and lock, and :mod:`rbyards.status` reports every run's state.
 
 Files under ``<output_root>/<profile>/``:
 
@@ -38,22 +40,32 @@ import json
 import logging
 import math
 import os
-import socket
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-from filelock import FileLock, Timeout
-
 from rbyards import data, executors, sweeps
 from rbyards.executors import ExecutionSettings, RunFailure
+from rbyards.notebook_runs import (
+    RunTask,
+    ensure_info_logging,
+    file_handler,
+    run_task,
+)
 from rbyards.params import Params, ParamsError, load_params, validate_against_data
 from rbyards.provenance import sha256_file, write_json_atomic
+from rbyards.run_records import (
+    ProfileLock,
+    ProfilePaths,
+    Run,
+    RunOutcome,
+    Workspace,
+    read_json,
+    utc_now,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,132 +117,10 @@ PHASE_PARAMETERS = {
 # Added to the sampler's time limit to get papermill's per-cell timeout: sampling is bounded by
 # the sampler itself, and the margin covers model building and posterior predictive draws.
 CELL_TIMEOUT_MARGIN_SECONDS = 300.0
-# Lines papermill logs around every cell; they go to the run's log file but not to the terminal.
-PAPERMILL_NOISE = (
-    "Executing Cell",
-    "Ending Cell",
-    "Input Notebook",
-    "Output Notebook",
-    "Working directory",
-    "Executing notebook with kernel",
-)
 
 
 class RunnerError(ValueError):
     """Invalid runner input: an unknown phase name, a missing notebook, unusable data files."""
-
-
-class LockHeldError(RuntimeError):
-    """Another live process is running the same profile."""
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """Folders the runner reads from and writes to; every path is absolute."""
-
-    root: Path
-    notebooks_dir: Path
-    params_dir: Path
-    output_root: Path
-    source_dir: Path
-
-    @classmethod
-    def from_root(
-        cls,
-        root: str | Path,
-        *,
-        notebooks_dir: str | Path | None = None,
-        params_dir: str | Path | None = None,
-        output_root: str | Path | None = None,
-        source_dir: str | Path | None = None,
-    ) -> Workspace:
-        """Build a workspace for the checkout at ``root`` with the standard folder names.
-
-        Parameters
-        ----------
-        root : str or Path
-            Repository root.
-        notebooks_dir, params_dir, output_root : str or Path, optional
-            Replacements for ``notebooks``, ``params`` and ``outputs`` under ``root``.
-        source_dir : str or Path, optional
-            Folder whose ``*.py`` files enter the resume key; defaults to the installed
-            ``rbyards`` package folder.
-
-        Returns
-        -------
-        Workspace
-            The resolved folders.
-        """
-        base = Path(root).resolve()
-        return cls(
-            root=base,
-            notebooks_dir=Path(notebooks_dir or base / "notebooks").resolve(),
-            params_dir=Path(params_dir or base / "params").resolve(),
-            output_root=Path(output_root or base / "outputs").resolve(),
-            source_dir=Path(source_dir or Path(__file__).parent).resolve(),
-        )
-
-
-@dataclass(frozen=True)
-class ProfilePaths:
-    """Output locations of one profile."""
-
-    base: Path
-
-    @property
-    def notebooks(self) -> Path:
-        return self.base / "notebooks"
-
-    @property
-    def results(self) -> Path:
-        return self.base / "results"
-
-    @property
-    def logs(self) -> Path:
-        return self.base / "logs"
-
-    @property
-    def state(self) -> Path:
-        return self.base / "state"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.state / "run.lock"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.state / "run.pid"
-
-    def record(self, run_id: str) -> Path:
-        """Return the path of a run's state record."""
-        return self.state / "runs" / f"{run_id}.json"
-
-    def notebook(self, run_id: str) -> Path:
-        """Return the path of a run's executed notebook."""
-        return self.notebooks / f"{run_id}.ipynb"
-
-    def partial_notebook(self, run_id: str) -> Path:
-        """Return the path papermill saves to while the run executes."""
-        return self.notebooks / f".{run_id}.partial.ipynb"
-
-    def result(self, run_id: str) -> Path:
-        """Return the path of the result file the run's notebook writes."""
-        return self.results / f"{run_id}.json"
-
-
-@dataclass(frozen=True)
-class Run:
-    """One notebook execution in the plan."""
-
-    run_id: str
-    phase: str
-    notebook: Path
-    feature_set: str | None
-    parameters: dict[str, Any]
-    dependencies: tuple[str, ...] = ()
-    soft_dependencies: tuple[str, ...] = ()
-    # Dotted-key overrides of a sweep point, on top of the profile and its overrides.
-    sweep: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -264,69 +154,6 @@ class Prepared:
     inventory: DataInventory
     inventory_function: InventoryFunction
     paths: ProfilePaths
-
-
-@dataclass
-class RunOutcome:
-    """Outcome of one selected run: done, reused, failed or blocked."""
-
-    run_id: str
-    status: str
-    elapsed_seconds: float = 0.0
-    error: str | None = None
-    notebook: Path | None = None
-    log: Path | None = None
-
-
-@dataclass
-class RunStatus:
-    """One line of the status report."""
-
-    run_id: str
-    state: str
-    detail: str
-    notebook: Path | None = None
-    log: Path | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StatusReport:
-    """Status of every run in a profile's plan."""
-
-    profile: str
-    runs: list[RunStatus]
-    logs_dir: Path
-    lock_holder: dict[str, Any] | None
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """Return a JSON object from ``path``, or None when it is missing or unreadable."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        logger.warning("cannot read %s (%s); treating it as missing", path, exc)
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _process_alive(pid: int | None, create_time: float | None) -> bool:
-    """Return whether ``pid`` runs and, when ``create_time`` is given, is the same process."""
-    if not pid:
-        return False
-    try:
-        process = psutil.Process(int(pid))
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(process.create_time() - float(create_time)) < 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -687,13 +514,13 @@ def compute_key(
 
 
 def _result_ok(paths: ProfilePaths, run_id: str) -> bool:
-    result = _read_json(paths.result(run_id))
+    result = read_json(paths.result(run_id))
     return result is not None and result.get("status") == "ok"
 
 
 def _is_reusable(paths: ProfilePaths, run_id: str, key: str) -> bool:
     """Return whether the run's record is done with ``key`` and its outputs are complete."""
-    record = _read_json(paths.record(run_id))
+    record = read_json(paths.record(run_id))
     return (
         record is not None
         and record.get("status") == "done"
@@ -704,7 +531,7 @@ def _is_reusable(paths: ProfilePaths, run_id: str, key: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Validation and lock
+# Validation
 
 
 def prepare(
@@ -799,323 +626,19 @@ def _params_source(workspace: Workspace, profile: str, overrides: Mapping[str, A
     return f"{path} with overrides {dict(overrides)}" if overrides else str(path)
 
 
-def read_lock_holder(paths: ProfilePaths) -> dict[str, Any] | None:
-    """Return the pid file's content when its process is alive, else None."""
-    holder = _read_json(paths.pid_file)
-    if holder and _process_alive(holder.get("pid"), holder.get("create_time")):
-        return holder
-    return None
-
-
-class ProfileLock:
-    """Exclusive lock on one profile's outputs: a file lock plus a pid file naming the holder.
-
-    The operating system releases the file lock when its process dies, even from ``kill -9``,
-    so a pid file whose process is gone marks a stale lock, which :meth:`acquire` clears.
-    """
-
-    def __init__(self, paths: ProfilePaths) -> None:
-        self.paths = paths
-        self._lock = FileLock(paths.lock_file, timeout=0)
-
-    def acquire(self) -> None:
-        """Take the lock and write the pid file.
-
-        Raises
-        ------
-        LockHeldError
-            When another process holds the lock; the message names its pid.
-        """
-        self.paths.state.mkdir(parents=True, exist_ok=True)
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
-            holder = self._wait_for_holder()
-            pid = holder.get("pid", "unknown")
-            if not _process_alive(holder.get("pid"), holder.get("create_time")):
-                # Only a lock without operating-system support (filelock's soft fallback on
-                # file systems without flock) stays held after its process died.
-                raise LockHeldError(
-                    f"lock file {self.paths.lock_file} is held, but pid {pid} in "
-                    f"{self.paths.pid_file} is not running; if no runner is active, delete the "
-                    "lock file and run again"
-                ) from None
-            raise LockHeldError(
-                f"profile {self.paths.base.name} is already being run by pid {pid} (started "
-                f"{holder.get('started', 'at an unknown time')}: "
-                f"{' '.join(holder.get('argv', []))}); wait for it to finish or stop it "
-                f"with kill {pid}"
-            ) from None
-        previous = _read_json(self.paths.pid_file)
-        if previous and previous.get("pid") != os.getpid():
-            logger.warning(
-                "cleared stale lock %s: pid %s (started %s) is no longer running",
-                self.paths.lock_file,
-                previous.get("pid"),
-                previous.get("started"),
-            )
-        me = psutil.Process()
-        write_json_atomic(
-            self.paths.pid_file,
-            {
-                "pid": me.pid,
-                "create_time": me.create_time(),
-                "started": _utc_now(),
-                "argv": sys.argv,
-            },
-        )
-
-    def _wait_for_holder(self, timeout: float = 2.0) -> dict[str, Any]:
-        """Return the pid file of the live lock holder, waiting briefly for it to be written.
-
-        A process that has just taken the lock may not have replaced a stale pid file yet.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            holder = _read_json(self.paths.pid_file) or {}
-            alive = _process_alive(holder.get("pid"), holder.get("create_time"))
-            if alive or time.monotonic() > deadline:
-                return holder
-            time.sleep(0.1)
-
-    def release(self) -> None:
-        """Remove the pid file and release the lock."""
-        self.paths.pid_file.unlink(missing_ok=True)
-        self._lock.release()
-
-    def __enter__(self) -> ProfileLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-
 # ---------------------------------------------------------------------------------------------
 # Execution
 
 
-class PapermillNoiseFilter(logging.Filter):
-    """Logging filter that drops papermill's per-cell lines and keeps the notebook's output."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Return False for papermill's per-cell and start-up lines."""
-        message = record.getMessage()
-        return not (record.name.startswith("papermill") and message.startswith(PAPERMILL_NOISE))
-
-
-def _file_handler(path: Path) -> logging.Handler:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    return handler
-
-
-def _failure_reason(exc: Exception, timeout: float) -> str:
-    """Describe why papermill failed in one line."""
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
-
-    if isinstance(exc, PapermillExecutionError):
-        lines = str(exc.evalue).strip().splitlines() or [""]
-        first_line = lines[0][:300]
-        return f"{exc.ename}: {first_line} (cell {exc.exec_count})"
-    if isinstance(exc, CellTimeoutError):
-        return f"timed out: a cell ran longer than {timeout:.0f} s"
-    if isinstance(exc, DeadKernelError):
-        return f"kernel died: {exc}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-@dataclass(frozen=True)
-class RunTask:
-    """Everything a worker needs to execute one run; it is pickled to other processes."""
-
-    run: Run
-    paths: ProfilePaths
-    key: str
-    timeout: int
-    progress_bar: bool
-    invocation: str
-
-
-def run_task(task: RunTask) -> RunOutcome:
-    """Execute one run's notebook wherever this is called: the runner, a process or a worker."""
-    raised_levels = _ensure_info_logging(("papermill", "rbyards"))
-    try:
-        return _execute_notebook(
-            task.run, task.paths, task.key, task.timeout, task.progress_bar, task.invocation
-        )
-    finally:
-        for name, level in raised_levels.items():
-            logging.getLogger(name).setLevel(level)
-
-
-def _attempt_number(paths: ProfilePaths, run_id: str, invocation: str) -> int:
-    """Count this start of a run: 2 when the same runner invocation started it before."""
-    earlier = _read_json(paths.record(run_id)) or {}
-    if earlier.get("status") == "running" and earlier.get("invocation") == invocation:
-        return int(earlier.get("attempt", 1)) + 1
-    return 1
-
-
-def _execute_notebook(
-    run: Run,
-    paths: ProfilePaths,
-    key: str,
-    timeout: int,
-    progress_bar: bool,
-    invocation: str = "",
-) -> RunOutcome:
-    """Execute one run's notebook and record its outcome."""
-    import papermill
-
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    log_path = paths.logs / f"{run.run_id}.{stamp}.log"
-    partial = paths.partial_notebook(run.run_id)
-    me = psutil.Process()
-    record = {
-        "run_id": run.run_id,
-        "status": "running",
-        "key": key,
-        "worker": executors.current_worker(),
-        "host": socket.gethostname(),
-        "pid": me.pid,
-        "create_time": me.create_time(),
-        "invocation": invocation,
-        "attempt": _attempt_number(paths, run.run_id, invocation),
-        "started": _utc_now(),
-        "notebook": str(partial),
-        "log": str(log_path),
-        "result": str(paths.result(run.run_id)),
-    }
-    write_json_atomic(paths.record(run.run_id), record)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    started_wall = time.time()
-    started = time.monotonic()
-    handler = _file_handler(log_path)
-    logging.getLogger().addHandler(handler)
-    logger.info(
-        "%s: started (notebook %s, worker %s)", run.run_id, run.notebook.name, record["worker"]
-    )
-    error: str | None = None
-    try:
-        try:
-            papermill.execute_notebook(
-                str(run.notebook),
-                str(partial),
-                parameters=run.parameters,
-                cwd=str(run.notebook.parent),
-                log_output=True,
-                progress_bar=progress_bar,
-                execution_timeout=timeout,
-            )
-        except Exception as exc:
-            error = _failure_reason(exc, timeout)
-            logger.debug("%s: papermill raised", run.run_id, exc_info=True)
-        if error is None:
-            error = _check_result(paths.result(run.run_id), started_wall)
-    except BaseException as exc:
-        # KeyboardInterrupt or SystemExit: record the run as failed, then stop the runner.
-        _finish_record(paths, record, "failed", started, f"interrupted: {exc!r}", partial)
-        _set_aside_earlier_result(paths, run.run_id, started_wall)
-        raise
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-    status = "failed" if error else "done"
-    if error:
-        _set_aside_earlier_result(paths, run.run_id, started_wall)
-    final = _finish_record(paths, record, status, started, error, partial)
-    elapsed = time.monotonic() - started
-    if error:
-        logger.error(
-            "%s: failed after %.1fs: %s; notebook %s; log %s",
-            run.run_id,
-            elapsed,
-            error,
-            final or "not saved",
-            log_path,
-        )
-    else:
-        logger.info("%s: done in %.1fs", run.run_id, elapsed)
-    return RunOutcome(run.run_id, status, elapsed, error, final, log_path)
-
-
-def _check_result(path: Path, started_wall: float) -> str | None:
-    """Return why the result file at ``path`` does not show a successful run, or None."""
-    try:
-        modified = path.stat().st_mtime
-    except FileNotFoundError:
-        return f"the notebook finished but wrote no result file {path}"
-    if modified < started_wall - 1.0:
-        return f"the notebook finished but did not rewrite its result file {path}"
-    result = _read_json(path)
-    if result is None:
-        return f"result file {path} is not a JSON object"
-    if result.get("status") != "ok":
-        reason = result.get("error") or "no error given"
-        return f"result status is {result.get('status')!r}: {reason}"
-    return None
-
-
-def _set_aside_earlier_result(paths: ProfilePaths, run_id: str, started_wall: float) -> None:
-    """Move a failed run's result file from an earlier run to ``results/superseded/``.
-
-    The comparison and phase 2.3 read every result file in ``results/``, so a file left by an
-    earlier success would pass for the output of the run that just failed.
-    """
-    result = paths.result(run_id)
-    try:
-        written = result.stat().st_mtime
-    except FileNotFoundError:
-        return
-    if written >= started_wall - 1.0:
-        return  # written by this run (with a status other than ok); it tells why it failed
-    superseded = paths.results / "superseded" / result.name
-    superseded.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(result, superseded)
-    logger.info("%s: moved the earlier result file to %s", run_id, superseded)
-
-
-def _finish_record(
-    paths: ProfilePaths,
-    record: dict[str, Any],
-    status: str,
-    started: float,
-    error: str | None,
-    partial: Path,
-) -> Path | None:
-    """Move the partial notebook to its final name and write the run's final record.
-
-    Returns the executed notebook, or None when papermill failed before saving one.
-    """
-    final: Path | None = paths.notebook(record["run_id"])
-    if partial.exists():
-        os.replace(partial, final)
-    else:
-        final = None
-    record.update(
-        status=status,
-        finished=_utc_now(),
-        elapsed_seconds=round(time.monotonic() - started, 3),
-        error=error,
-        notebook=str(final) if final else None,
-    )
-    write_json_atomic(paths.record(record["run_id"]), record)
-    return final
-
-
 def _write_blocked(paths: ProfilePaths, run_id: str, key: str, blockers: list[str]) -> str:
     reason = f"blocked by {', '.join(blockers)}"
-    earlier = _read_json(paths.record(run_id)) or {}
+    earlier = read_json(paths.record(run_id)) or {}
     if earlier.get("status") == "done":
         # Keep a finished run's record: once its dependency is repaired, the run can be reused
         # instead of repeated (a typo in NFLVERSE_DIR must not cost every fit).
         return reason
     record = {"run_id": run_id, "status": "blocked", "key": key, "error": reason}
-    record["finished"] = _utc_now()
+    record["finished"] = utc_now()
     write_json_atomic(paths.record(run_id), record)
     return reason
 
@@ -1190,10 +713,10 @@ def execute(
     lock = ProfileLock(paths)
     lock.acquire()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    handler = _file_handler(paths.logs / f"run_all.{stamp}.log")
+    handler = file_handler(paths.logs / f"run_all.{stamp}.log")
     root_logger = logging.getLogger()
     root_logger.addHandler(handler)
-    raised_levels = _ensure_info_logging(("papermill", "rbyards"))
+    raised_levels = ensure_info_logging(("papermill", "rbyards"))
     try:
         executor = executors.make_executor(execution, run_task)
         try:
@@ -1222,25 +745,12 @@ def execution_settings(params: Params, **changes: Any) -> ExecutionSettings:
     return ExecutionSettings(**values)
 
 
-def _ensure_info_logging(names: Iterable[str]) -> dict[str, int]:
-    """Set the named loggers to INFO where INFO is filtered out; return their old levels."""
-    previous = {}
-    for name in names:
-        named = logging.getLogger(name)
-        if not named.isEnabledFor(logging.INFO):
-            previous[name] = named.level
-            named.setLevel(logging.INFO)
-    return previous
-
-
-def _dependency_keys(
-    run: Run, keys: Mapping[str, str], finished: set[str]
-) -> dict[str, str | None]:
+def dependency_keys(run: Run, keys: Mapping[str, str], finished: set[str]) -> dict[str, str | None]:
     """Return the keys of a run's dependencies; a soft one counts only when it finished."""
-    dependency_keys: dict[str, str | None] = {dep: keys.get(dep) for dep in run.dependencies}
+    keys_by_dependency: dict[str, str | None] = {dep: keys.get(dep) for dep in run.dependencies}
     for dep in run.soft_dependencies:
-        dependency_keys[dep] = keys.get(dep) if dep in finished else None
-    return dependency_keys
+        keys_by_dependency[dep] = keys.get(dep) if dep in finished else None
+    return keys_by_dependency
 
 
 class _Scheduler:
@@ -1333,8 +843,8 @@ class _Scheduler:
     def _decide(self, run: Run) -> None:
         """Compute the run's key, then skip, block, reuse or start it."""
         prepared, paths = self.prepared, self.paths
-        dependency_keys = _dependency_keys(run, self.keys, self.finished)
-        key = compute_key(run, prepared.params, prepared.inventory, self.sources, dependency_keys)
+        upstream_keys = dependency_keys(run, self.keys, self.finished)
+        key = compute_key(run, prepared.params, prepared.inventory, self.sources, upstream_keys)
         self.keys[run.run_id] = key
         if run.run_id not in prepared.selected:
             # Not selected: its earlier outputs still count for the runs that depend on it.
@@ -1351,7 +861,7 @@ class _Scheduler:
             return
 
         if run.run_id not in prepared.forced and _is_reusable(paths, run.run_id, key):
-            record = _read_json(paths.record(run.run_id)) or {}
+            record = read_json(paths.record(run.run_id)) or {}
             logger.info("%s: reused (done %s)", run.run_id, record.get("finished", "earlier"))
             self._end(RunOutcome(run.run_id, "reused", notebook=paths.notebook(run.run_id)))
             return
@@ -1411,8 +921,8 @@ class _Scheduler:
             return
         self.executor.close()
         for run_id in self.running:
-            record = _read_json(self.paths.record(run_id)) or {"run_id": run_id}
-            record.update(status="failed", finished=_utc_now(), error=f"interrupted: {exc!r}")
+            record = read_json(self.paths.record(run_id)) or {"run_id": run_id}
+            record.update(status="failed", finished=utc_now(), error=f"interrupted: {exc!r}")
             write_json_atomic(self.paths.record(run_id), record)
             logger.error("%s: interrupted: %r", run_id, exc)
 
@@ -1436,7 +946,7 @@ def _record_worker_failure(
     paths: ProfilePaths, run: Run, key: str, failure: RunFailure
 ) -> RunOutcome:
     """Record a run whose worker was lost, or whose task raised, as failed with the worker."""
-    record = _read_json(paths.record(run.run_id)) or {"run_id": run.run_id}
+    record = read_json(paths.record(run.run_id)) or {"run_id": run.run_id}
     error = f"worker {failure.worker} lost the run: {failure.error}"
     partial = paths.partial_notebook(run.run_id)
     notebook = paths.notebook(run.run_id) if partial.exists() else None
@@ -1447,7 +957,7 @@ def _record_worker_failure(
         status="failed",
         key=key,
         worker=failure.worker,
-        finished=_utc_now(),
+        finished=utc_now(),
         error=error,
         notebook=str(notebook) if notebook else None,
     )
@@ -1470,7 +980,7 @@ def _recheck_after_download(
     """
     paths = prepared.paths
     inventory = prepared.inventory_function(prepared.params)
-    record = _read_json(paths.record(run.run_id)) or {}
+    record = read_json(paths.record(run.run_id)) or {}
     if inventory.weeks_by_season is None:
         error = f"the data notebook finished but files are still missing in {inventory.data_dir}"
     else:
@@ -1493,147 +1003,3 @@ def _recheck_after_download(
     write_json_atomic(paths.record(run.run_id), record)
     prepared.inventory = inventory
     return key, outcome
-
-
-# ---------------------------------------------------------------------------------------------
-# Status
-
-
-def collect_status(
-    profile: str,
-    workspace: Workspace,
-    *,
-    overrides: Mapping[str, Any] | None = None,
-    inventory_function: InventoryFunction | None = None,
-) -> StatusReport:
-    """Describe every run of a profile from its state files, without taking the lock.
-
-    Parameters
-    ----------
-    profile : str
-        Profile name.
-    workspace : Workspace
-        Folders to use.
-    overrides : mapping of str to value, optional
-        Overrides to compare keys against (a run done with other overrides shows as stale).
-    inventory_function : callable, optional
-        As in :func:`prepare`.
-
-    Returns
-    -------
-    StatusReport
-        One :class:`RunStatus` per planned run, with state done, running, interrupted, failed,
-        blocked, stale or pending.
-
-    Raises
-    ------
-    ParamsError
-        When the profile's parameters are invalid.
-    """
-    params = load_params(profile, workspace.params_dir, overrides)
-    plan = build_plan(params, workspace)
-    function = inventory_function or (lambda p: inventory_data(p, workspace.notebooks_dir))
-    inventory = function(params)
-    paths = ProfilePaths(workspace.output_root / profile)
-    sources = source_digest(workspace.source_dir)
-    keys: dict[str, str] = {}
-    finished: set[str] = set()
-    statuses = []
-    holder = read_lock_holder(paths)
-    for run in plan:
-        key = compute_key(run, params, inventory, sources, _dependency_keys(run, keys, finished))
-        keys[run.run_id] = key
-        status = _run_status(paths, run.run_id, key, runner_alive=holder is not None)
-        if status.state == "pending" and not run.notebook.is_file():
-            status.detail = f"not run yet; notebook {run.notebook} not found"
-        if status.state == "done":
-            finished.add(run.run_id)
-        statuses.append(status)
-    return StatusReport(profile, statuses, paths.logs, holder)
-
-
-def _run_status(
-    paths: ProfilePaths, run_id: str, key: str, *, runner_alive: bool = False
-) -> RunStatus:
-    """Build one run's status from its record and result file.
-
-    A run recorded as running on another host cannot be checked from here. It counts as running
-    while a runner holds the profile's lock, and as interrupted otherwise.
-    """
-    record = _read_json(paths.record(run_id))
-    if record is None:
-        return RunStatus(run_id, "pending", "not run yet")
-    log = Path(record["log"]) if record.get("log") else None
-    notebook = Path(record["notebook"]) if record.get("notebook") else None
-    state = record.get("status")
-
-    if state == "running":
-        host = record.get("host")
-        remote = bool(host) and host != socket.gethostname()
-        worker = f" on worker {record['worker']}" if record.get("worker") else ""
-        if remote:
-            alive = runner_alive
-        else:
-            alive = _process_alive(record.get("pid"), record.get("create_time"))
-        if alive:
-            started = datetime.fromisoformat(record["started"])
-            elapsed = (datetime.now(UTC) - started).total_seconds()
-            detail = f"running for {elapsed:.0f}s in pid {record['pid']}{worker}"
-            if record.get("attempt", 1) > 1:
-                detail += f", attempt {record['attempt']}"
-            return RunStatus(run_id, "running", detail, notebook, log)
-        if remote:
-            detail = f"the runner stopped while the run ran{worker}; the next run starts it again"
-        else:
-            detail = f"pid {record.get('pid')} stopped during the run; the next run starts it again"
-        return RunStatus(run_id, "interrupted", detail, notebook, log)
-    if state == "failed":
-        return RunStatus(run_id, "failed", str(record.get("error")), notebook, log)
-    if state == "blocked":
-        return RunStatus(run_id, "blocked", str(record.get("error")), notebook, log)
-
-    result = _read_json(paths.result(run_id)) or {}
-    if result.get("status") != "ok":
-        return RunStatus(run_id, "stale", "result file missing or not ok", notebook, log)
-    if record.get("key") != key:
-        detail = "parameters, data, code or notebook changed since it ran"
-        return RunStatus(run_id, "stale", detail, notebook, log)
-
-    metrics = result.get("metrics") or {}
-    key_metrics = {name: metrics[name] for name in ("coverage_90", "mae") if name in metrics}
-    values = " ".join(
-        f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"
-        for name, value in key_metrics.items()
-    )
-    detail = f"finished {record.get('finished')} in {record.get('elapsed_seconds', 0):.1f}s"
-    return RunStatus(run_id, "done", f"{detail} {values}".strip(), notebook, log, key_metrics)
-
-
-def format_status(report: StatusReport) -> str:
-    """Render a :class:`StatusReport` as text, one line per run.
-
-    Parameters
-    ----------
-    report : StatusReport
-        Output of :func:`collect_status`.
-
-    Returns
-    -------
-    str
-        Lines for the terminal.
-    """
-    lines = [f"profile {report.profile}"]
-    holder = report.lock_holder
-    if holder:
-        lines.append(f"  run in progress: pid {holder.get('pid')} since {holder.get('started')}")
-    width = max(len(status.run_id) for status in report.runs)
-    for status in report.runs:
-        lines.append(f"  {status.run_id:<{width}}  {status.state:<11}  {status.detail}")
-        indent = f"  {'':<{width}}  {'':<11}  "
-        if status.state in ("running", "failed", "interrupted"):
-            if status.notebook:
-                lines.append(f"{indent}notebook {status.notebook}")
-            if status.log:
-                lines.append(f"{indent}log {status.log}")
-    lines.append(f"logs in {report.logs_dir}")
-    return "\n".join(lines)
