@@ -86,6 +86,7 @@ def run_once(phase, dataset, params, backend: str) -> dict:
         "tune": sampler.tune,
         "draws": sampler.draws,
         "max_treedepth": sampler.max_treedepth,
+        "precision": sampler.precision,
         "wall_seconds": round(wall, 1),
         "gradient_evaluations_per_second": round(report["gradient_evaluations_per_second"]),
         "tree_depth_mean": round(report["tree_depth_mean"], 2),

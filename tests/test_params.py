@@ -32,7 +32,8 @@ def test_default_profile_values() -> None:
     assert params.features.feature_sets == ["seed", "pregame"]
     assert params.sampler.chains == 4
     assert params.sampler.draws == 1000
-    assert params.sampler.time_limit_minutes == 60
+    assert params.sampler.time_limit_minutes == 90
+    assert params.sampler.precision == "float64"
     assert params.sampler.max_treedepth == 8
     assert params.phases.phase2_2.sigma_priors == [10.0, 15.0, 20.0]
     assert params.phases.phase2_3.method == "cqr"

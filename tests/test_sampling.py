@@ -12,6 +12,7 @@ from pathlib import Path
 
 import arviz as az
 import numpy as np
+import pymc as pm
 import pytest
 import xarray as xr
 from rbyards import models, sampling
@@ -71,6 +72,12 @@ def test_settings_from_mapping_ignores_extra_keys():
 def test_sample_posterior_rejects_unknown_backend():
     settings = sampling.SamplerSettings(backend="stan")
     with pytest.raises(ValueError, match="unknown sampler backend 'stan'"):
+        sampling.sample_posterior(None, settings)
+
+
+def test_float32_needs_numpyro():
+    settings = sampling.SamplerSettings(backend="pymc", precision="float32")
+    with pytest.raises(ValueError, match="precision float32 needs the numpyro backend"):
         sampling.sample_posterior(None, settings)
 
 
@@ -356,3 +363,30 @@ def test_time_limit_stops_sampling_with_its_progress():
 
     with pytest.raises(sampling.SamplingTimeLimitError, match=r"at 10/40 kept draws per chain"):
         sampling.sample_posterior(model, settings, progressbar=False)
+
+
+@pytest.mark.slow
+def test_float32_sampling_recovers_known_posterior():
+    import jax
+
+    y = np.random.default_rng(12).normal(3.0, 1.0, size=50)
+    with pm.Model() as model:
+        mean = pm.Normal("mean", 0.0, 10.0)
+        pm.Normal("y", mean, 1.0, observed=y)
+    # Conjugate Normal posterior of the mean.
+    precision = len(y) + 1.0 / 100.0
+    exact_mean, exact_sd = y.sum() / precision, precision**-0.5
+    settings = sampling.SamplerSettings(
+        backend="numpyro", chains=2, tune=200, draws=400, seed=5, precision="float32"
+    )
+
+    idata, report = sampling.sample_posterior(model, settings, progressbar=False)
+
+    draws = idata.posterior["mean"].values
+    assert draws.dtype == np.float64
+    assert report["settings"]["precision"] == "float32"
+    standard_error = exact_sd / np.sqrt(float(az.ess(idata, var_names=["mean"])["mean"]))
+    assert abs(draws.mean() - exact_mean) < 4 * standard_error
+    assert abs(draws.std() / exact_sd - 1.0) < 0.15
+    # Single precision holds only inside sampling; later JAX work is float64 again.
+    assert jax.numpy.asarray(1.0).dtype == jax.numpy.float64

@@ -114,6 +114,7 @@ class SamplerParams(_Section):
     max_treedepth: Annotated[int, Field(ge=1, le=30)] = 10
     predictive_draws: PositiveInt = 1000
     progress_reports: Annotated[int, Field(ge=1, le=100)] = 5
+    precision: Literal["float64", "float32"] = "float64"
 
 
 class Phase1Params(_Section):
