@@ -10,7 +10,9 @@ draws at the maximum depth, divergences, R-hat and bulk ESS of the noise scale a
 rows' predictive medians (worst row), ESS per second and peak memory. With ``--compare`` the
 same model, data, draws and seed are also sampled with PyMC's default NUTS in the same process,
 and a second line gives that run, the speed ratio and the mean absolute differences between the
-two runs' test predictive quantiles (5%, 50%, 95%).
+two runs' test predictive quantiles (5%, 50%, 95%). ``--reference-predictions`` compares the
+same quantiles with a predictions file of an earlier run, such as a notebook's
+``predictions/phase2_1.seed.parquet``, and adds the differences to the first line.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_COLUMNS = ["q0.050", "q0.500", "q0.950"]
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -43,6 +47,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--compare", action="store_true", help="also run PyMC's default NUTS and print the ratio"
+    )
+    parser.add_argument(
+        "--reference-predictions",
+        type=Path,
+        metavar="PARQUET",
+        help="predictions file of an earlier run of the phase to compare test quantiles with",
     )
     return parser.parse_args(argv)
 
@@ -101,13 +111,32 @@ def run_once(phase, dataset, params, backend: str) -> dict:
         ),
         "converged": diagnostics["converged"],
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "test_width_90_mean_yards": round(
+            float((predictive_quantiles[2] - predictive_quantiles[0]).mean()), 1
+        ),
     }
-    return measured, predictive_quantiles
+    return measured, pd.DataFrame(
+        predictive_quantiles.T, index=test_forecast.row_ids, columns=REFERENCE_COLUMNS
+    )
 
 
-def quantile_agreement(fast: np.ndarray, reference: np.ndarray) -> dict:
+def read_reference_quantiles(path: Path, row_ids: pd.Index) -> pd.DataFrame:
+    """Read the 5%, 50% and 95% quantile columns of a predictions file, in ``row_ids`` order."""
+    if not path.is_file():
+        raise SystemExit(f"reference predictions file {path} not found")
+    table = pd.read_parquet(path).set_index("row_id")
+    missing_columns = [column for column in REFERENCE_COLUMNS if column not in table]
+    if missing_columns:
+        raise SystemExit(f"{path} lacks the quantile columns {missing_columns}")
+    missing_rows = row_ids.difference(table.index)
+    if len(missing_rows):
+        raise SystemExit(f"{path} lacks {len(missing_rows)} of the benchmark's test rows")
+    return table.loc[row_ids, REFERENCE_COLUMNS]
+
+
+def quantile_agreement(fast: pd.DataFrame, reference: pd.DataFrame) -> dict:
     """Return the mean absolute difference in yards of the test rows' 5/50/95% quantiles."""
-    differences = np.abs(fast - reference).mean(axis=1)
+    differences = (fast - reference).abs().mean(axis=0)
     return {
         f"mean_abs_difference_q{label}_yards": round(float(value), 2)
         for label, value in zip(("05", "50", "95"), differences, strict=True)
@@ -134,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     dataset, _ = workflow.load_dataset(params, arguments.feature_set)
 
     fast, fast_quantiles = run_once(arguments.phase, dataset, params, params.sampler.backend)
+    if arguments.reference_predictions:
+        earlier = read_reference_quantiles(arguments.reference_predictions, fast_quantiles.index)
+        agreement = quantile_agreement(fast_quantiles, earlier)
+        fast.update({f"reference_{name}": value for name, value in agreement.items()})
     print(json.dumps(fast), flush=True)
     if arguments.compare:
         reference, reference_quantiles = run_once(arguments.phase, dataset, params, "pymc")
