@@ -159,6 +159,19 @@ def test_phase2_2_gate_first_logit_fixed(rows, rng):
     assert np.all(shifted_gate[:, 0] < gate[:, 0])
 
 
+def test_phase2_2_gate_alone_matches_components(rows, rng):
+    X, y_model = rows  # noqa: N806
+    model = models.build_phase2_2_model(
+        X, y_model, experts=3, hidden_units=4, sigma_priors=(1.0, 1.0, 1.0)
+    )
+    posterior = posterior_from(model, random_values(model, rng, {"sigma": np.ones(3)}))
+
+    gate = models.phase2_2_gate(posterior, X)
+
+    assert gate.shape == (1, len(X), 3)
+    np.testing.assert_array_equal(gate, models.phase2_2_components(posterior, X)[0])
+
+
 def test_phase2_2_rejects_prior_count_mismatch(rows):
     X, y_model = rows  # noqa: N806
     with pytest.raises(ValueError, match="sigma_priors has 2 values but experts is 3"):

@@ -220,15 +220,25 @@ def phase2_1_location(posterior: xr.Dataset, X: np.ndarray) -> np.ndarray:  # no
     return np.einsum("snh,sh->sn", hidden, w_out) + b_out[:, None]
 
 
+def phase2_2_gate(posterior: xr.Dataset, X: np.ndarray) -> np.ndarray:  # noqa: N803
+    """Return the gate weights of phase 2.2, shape (samples, rows, experts).
+
+    The gate alone needs far less memory than :func:`phase2_2_components`, whose hidden layers
+    take samples x rows x experts x hidden units values: 1.4 GB for 1,000 draws of the 3,602
+    training rows.
+    """
+    gate_w, gate_b = _stacked(posterior, "gate_w"), _stacked(posterior, "gate_b")
+    logits = np.einsum("nf,sfk->snk", X, gate_w) + gate_b[:, None, :]
+    logits = np.concatenate([np.zeros((*logits.shape[:2], 1)), logits], axis=2)
+    return special.softmax(logits, axis=2)
+
+
 def phase2_2_components(
     posterior: xr.Dataset,
     X: np.ndarray,  # noqa: N803 (design matrix)
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the gate weights and expert locations, each of shape (samples, rows, experts)."""
-    gate_w, gate_b = _stacked(posterior, "gate_w"), _stacked(posterior, "gate_b")
-    logits = np.einsum("nf,sfk->snk", X, gate_w) + gate_b[:, None, :]
-    logits = np.concatenate([np.zeros((*logits.shape[:2], 1)), logits], axis=2)
-    gate = special.softmax(logits, axis=2)
+    gate = phase2_2_gate(posterior, X)
 
     w_in, b_in = _stacked(posterior, "w_in"), _stacked(posterior, "b_in")
     w_out, b_out = _stacked(posterior, "w_out"), _stacked(posterior, "b_out")
