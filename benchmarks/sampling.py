@@ -127,10 +127,16 @@ def read_reference_quantiles(path: Path, row_ids: pd.Index) -> pd.DataFrame:
     table = pd.read_parquet(path).set_index("row_id")
     missing_columns = [column for column in REFERENCE_COLUMNS if column not in table]
     if missing_columns:
-        raise SystemExit(f"{path} lacks the quantile columns {missing_columns}")
+        raise SystemExit(
+            f"{path} is missing the quantile columns {missing_columns}; pass a predictions "
+            "file written by a phase notebook"
+        )
     missing_rows = row_ids.difference(table.index)
     if len(missing_rows):
-        raise SystemExit(f"{path} lacks {len(missing_rows)} of the benchmark's test rows")
+        raise SystemExit(
+            f"{path} is missing {len(missing_rows)} of the benchmark's test rows; pass the "
+            "predictions of a run on the same split and feature set"
+        )
     return table.loc[row_ids, REFERENCE_COLUMNS]
 
 

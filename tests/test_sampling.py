@@ -77,7 +77,7 @@ def test_sample_posterior_rejects_unknown_backend():
 
 def test_float32_needs_numpyro():
     settings = sampling.SamplerSettings(backend="pymc", precision="float32")
-    with pytest.raises(ValueError, match="precision float32 needs the numpyro backend"):
+    with pytest.raises(ValueError, match="float32 requires the numpyro backend, not pymc"):
         sampling.sample_posterior(None, settings)
 
 
@@ -388,5 +388,5 @@ def test_float32_sampling_recovers_known_posterior():
     standard_error = exact_sd / np.sqrt(float(az.ess(idata, var_names=["mean"])["mean"]))
     assert abs(draws.mean() - exact_mean) < 4 * standard_error
     assert abs(draws.std() / exact_sd - 1.0) < 0.15
-    # Single precision holds only inside sampling; later JAX work is float64 again.
+    # Single precision applies only inside sampling, so later JAX work is float64 again.
     assert jax.numpy.asarray(1.0).dtype == jax.numpy.float64

@@ -167,7 +167,8 @@ def sample_posterior(
         )
     if settings.precision == "float32" and settings.backend != "numpyro":
         raise ValueError(
-            f"precision float32 needs the numpyro backend; {settings.backend} samples in float64"
+            f"precision float32 requires the numpyro backend, not {settings.backend}: set "
+            "sampler.backend to numpyro or sampler.precision to float64"
         )
     if settings.backend == "numpyro":
         configure_jax_devices(settings.chains)
@@ -259,7 +260,7 @@ def jax_precision(precision: str) -> Iterator[None]:
 def _run_numpyro(
     model: pm.Model, settings: SamplerSettings, *, progressbar: bool
 ) -> tuple[list[np.ndarray], dict[str, np.ndarray], float]:
-    """Run warmup and the kept draws in chunks; return raw draws, statistics and start time."""
+    """Run warmup, then the kept draws in chunks, and return raw draws, statistics and start."""
     import jax
     from numpyro.infer import MCMC, NUTS
     from pymc.sampling import jax as pymc_jax
