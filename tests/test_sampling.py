@@ -380,7 +380,8 @@ def test_float32_sampling_recovers_known_posterior():
         backend="numpyro", chains=2, tune=200, draws=400, seed=5, precision="float32"
     )
 
-    idata, report = sampling.sample_posterior(model, settings, progressbar=False)
+    # With the progress bar, whose callback thread once saw float64 integers and failed.
+    idata, report = sampling.sample_posterior(model, settings, progressbar=True)
 
     draws = idata.posterior["mean"].values
     assert draws.dtype == np.float64

@@ -251,10 +251,17 @@ def jax_precision(precision: str) -> Iterator[None]:
     """Make JAX compute in ``precision`` ("float64" or "float32") inside the block."""
     import jax
 
-    with jax.enable_x64(precision == "float64"), warnings.catch_warnings():
-        # JAX warns each time it rounds one of the model's float64 constants to float32.
-        warnings.filterwarnings("ignore", message="Explicitly requested dtype float64")
-        yield
+    # The process-wide setting, not the thread-local jax.enable_x64 context: NumPyro's progress
+    # bar runs on a callback thread, whose integers must have the precision the sampler traced.
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", precision == "float64")
+    try:
+        with warnings.catch_warnings():
+            # JAX warns each time it rounds one of the model's float64 constants to float32.
+            warnings.filterwarnings("ignore", message="Explicitly requested dtype float64")
+            yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
 
 
 def _run_numpyro(
