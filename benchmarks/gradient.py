@@ -4,7 +4,7 @@ Usage::
 
     NFLVERSE_DIR=/path/to/nflverse python benchmarks/gradient.py [--evaluations 500]
 
-NUTS spends almost all of its time in this function, so its cost sets the sampler's speed: a
+NUTS spends most of its time in this function, so its cost sets the sampler's speed: a
 draw at tree depth 8 takes 255 evaluations per chain. Each phase is timed in float64 and in
 float32, the two values of ``sampler.precision``, computed as NumPyro sampling computes them.
 Every line gives the milliseconds per evaluation (median of 5 repeats) and the relative

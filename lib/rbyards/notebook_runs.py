@@ -213,7 +213,7 @@ def _set_aside_earlier_result(paths: ProfilePaths, run_id: str, started_wall: fl
     except FileNotFoundError:
         return
     if written >= started_wall - 1.0:
-        return  # written by this run (with a status other than ok); it tells why it failed
+        return  # Written by this run with a status other than ok, so it explains the failure.
     superseded = paths.results / "superseded" / result.name
     superseded.parent.mkdir(parents=True, exist_ok=True)
     os.replace(result, superseded)

@@ -1,4 +1,4 @@
-"""Where a profile's runs leave their files, what each run is, and the lock on a profile.
+"""Output paths of a profile's runs, the run and outcome types, and the lock on a profile.
 
 :class:`ProfilePaths` names every file under ``<output_root>/<profile>/`` (see
 :mod:`rbyards.runner` for the layout), :class:`Run` is one notebook execution of the plan and

@@ -2,6 +2,7 @@
 
 The backends are PyMC's own NUTS (``pymc``), nutpie (``nutpie``) and NumPyro on JAX
 (``numpyro``). All sample the same PyMC model; the backend changes speed, not the posterior.
+NumPyro can also sample in single precision (``precision="float32"``).
 NumPyro runs log their progress (kept draws, divergences, elapsed time) and stop with
 :class:`SamplingTimeLimitError` once they pass ``time_limit_minutes``. For every backend the
 runner also stops a notebook cell that runs longer than that limit plus a margin, which catches
@@ -163,7 +164,7 @@ def sample_posterior(
         )
     if settings.precision not in PRECISIONS:
         raise ValueError(
-            f"unknown sampler precision {settings.precision!r}; use one of {', '.join(PRECISIONS)}"
+            f"invalid sampler precision {settings.precision!r}: use one of {', '.join(PRECISIONS)}"
         )
     if settings.precision == "float32" and settings.backend != "numpyro":
         raise ValueError(
