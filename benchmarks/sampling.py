@@ -13,6 +13,7 @@ and a second line gives that run, the speed ratio and the mean absolute differen
 two runs' test predictive quantiles (5%, 50%, 95%). ``--reference-predictions`` compares the
 same quantiles with a predictions file of an earlier run, such as a notebook's
 ``predictions/phase2_1.seed.parquet``, and adds the differences to the first line.
+``--save-quantiles`` writes this run's test quantiles in the same form, to serve as a reference.
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         metavar="PARQUET",
         help="predictions file of an earlier run of the phase to compare test quantiles with",
     )
+    parser.add_argument(
+        "--save-quantiles",
+        type=Path,
+        metavar="PARQUET",
+        help="write this run's test quantiles, in the form --reference-predictions reads",
+    )
     return parser.parse_args(argv)
 
 
@@ -62,8 +69,12 @@ def run_once(phase, dataset, params, backend: str) -> dict:
     from rbyards import phases, sampling
 
     settings = phases.model_settings(phase, params)
-    sampler = sampling.SamplerSettings.from_params(params.sampler)
-    sampler = sampling.SamplerSettings(**{**sampler.__dict__, "backend": backend})
+    sampler = sampling.SamplerSettings.from_params(params.sampler_for(phase))
+    changes: dict = {"backend": backend}
+    if backend != "numpyro":
+        # Only NumPyro caps tuning trees separately; the others tune at max_treedepth.
+        changes["warmup_max_treedepth"] = None
+    sampler = sampling.SamplerSettings(**{**sampler.__dict__, **changes})
     model = phases.build_model(phase, dataset, settings)
 
     start = time.perf_counter()
@@ -96,6 +107,7 @@ def run_once(phase, dataset, params, backend: str) -> dict:
         "tune": sampler.tune,
         "draws": sampler.draws,
         "max_treedepth": sampler.max_treedepth,
+        "warmup_max_treedepth": sampler.warmup_depth,
         "precision": sampler.precision,
         "wall_seconds": round(wall, 1),
         "gradient_evaluations_per_second": round(report["gradient_evaluations_per_second"]),
@@ -173,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         earlier = read_reference_quantiles(arguments.reference_predictions, fast_quantiles.index)
         agreement = quantile_agreement(fast_quantiles, earlier)
         fast.update({f"reference_{name}": value for name, value in agreement.items()})
+    if arguments.save_quantiles:
+        arguments.save_quantiles.parent.mkdir(parents=True, exist_ok=True)
+        fast_quantiles.rename_axis("row_id").reset_index().to_parquet(arguments.save_quantiles)
     print(json.dumps(fast), flush=True)
     if arguments.compare:
         reference, reference_quantiles = run_once(arguments.phase, dataset, params, "pymc")

@@ -126,8 +126,42 @@ BAD_OVERRIDES = [
     ({"data.seasons": [2022]}, "split.test_season 2024 is not in data.seasons [2022]"),
     ({"split.test_start_week": 0}, "split.test_start_week = 0 is invalid"),
     ({"profile": "other"}, "does not match the file name"),
+    (
+        {"sampler.backend": "nutpie", "sampler.precision": "float32"},
+        "precision float32 requires backend numpyro",
+    ),
+    (
+        {"sampler.backend": "pymc", "sampler.warmup_max_treedepth": 3},
+        "warmup_max_treedepth different from max_treedepth requires backend numpyro",
+    ),
     ({"sampler.draws.low": 1}, "sampler.draws is the value 100, not a section"),
 ]
+
+
+def test_phase_sampler_changes_only_its_phase() -> None:
+    params = load_params(
+        "quick",
+        PARAMS_DIR,
+        {"phases.phase2_2.sampler": {"max_treedepth": 3, "precision": "float32"}},
+    )
+    own = params.sampler_for("phase2_2")
+    assert own.max_treedepth == 3
+    assert own.precision == "float32"
+    # Settings the phase leaves out come from the sampler section.
+    assert own.draws == params.sampler.draws
+    assert params.sampler_for("phase2_1") == params.sampler
+    assert params.sampler_for("phase2_1").max_treedepth == 5
+
+
+def test_phase_sampler_checked_with_the_shared_backend() -> None:
+    with pytest.raises(ParamsError) as caught:
+        load_params(
+            "quick",
+            PARAMS_DIR,
+            {"sampler.backend": "nutpie", "phases.phase1.sampler.precision": "float32"},
+        )
+    assert "phases.phase1.sampler is invalid" in str(caught.value)
+    assert "precision float32 requires backend numpyro" in str(caught.value)
 
 
 @pytest.mark.parametrize(("overrides", "expected"), BAD_OVERRIDES)

@@ -81,6 +81,17 @@ def test_float32_needs_numpyro():
         sampling.sample_posterior(None, settings)
 
 
+def test_warmup_depth_defaults_to_max_treedepth():
+    assert sampling.SamplerSettings(max_treedepth=7).warmup_depth == 7
+    assert sampling.SamplerSettings(max_treedepth=7, warmup_max_treedepth=5).warmup_depth == 5
+
+
+def test_separate_warmup_depth_needs_numpyro():
+    settings = sampling.SamplerSettings(backend="nutpie", max_treedepth=8, warmup_max_treedepth=6)
+    with pytest.raises(ValueError, match=r"warmup tree depth cap \(6\).*not nutpie"):
+        sampling.sample_posterior(None, settings)
+
+
 # --- sampler report -------------------------------------------------------------------------
 
 
@@ -109,6 +120,29 @@ def test_sampler_report_counts_divergences():
     # Tuning steps are estimated from the kept ones: (15 + 5) / 5 = 4 times the kept steps.
     assert report["gradient_evaluations_per_second"] == pytest.approx(4 * steps / 2.0)
     assert report["settings"]["draws"] == 5
+
+
+def test_sampler_report_uses_counted_warmup_steps():
+    depth = np.full((2, 5), 3)
+    stats = xr.Dataset(
+        {
+            "diverging": (("chain", "draw"), np.zeros((2, 5), dtype=bool)),
+            "tree_depth": (("chain", "draw"), depth),
+            "n_steps": (("chain", "draw"), np.full((2, 5), 7)),
+        }
+    )
+    posterior = xr.Dataset(
+        {"sigma": (("chain", "draw"), np.ones((2, 5)))},
+        attrs={"warmup_gradient_evaluations": 90},
+    )
+    idata = az.InferenceData(posterior=posterior, sample_stats=stats)
+    settings = sampling.SamplerSettings(chains=2, tune=15, draws=5, max_treedepth=4)
+
+    report = sampling.sampler_report(idata, settings, elapsed_seconds=2.0)
+
+    # 70 kept steps plus the 90 counted in warmup, not 4 times the kept steps.
+    assert report["gradient_evaluations"] == 160
+    assert report["gradient_evaluations_per_second"] == pytest.approx(80.0)
 
 
 # --- convergence gate -----------------------------------------------------------------------
@@ -313,6 +347,31 @@ def _small_network(seed: int):
     X = rng.normal(size=(30, 3))  # noqa: N806
     y_model = 4.0 + 0.3 * np.tanh(X[:, 0]) + rng.normal(0.0, 0.4, size=30)
     return models.build_phase2_1_model(X, y_model, hidden_units=4, sigma_prior=1.0)
+
+
+@pytest.mark.slow
+def test_warmup_depth_caps_tuning_trees_only():
+    model = _small_network(13)
+    settings = sampling.SamplerSettings(
+        backend="numpyro",
+        chains=2,
+        tune=40,
+        draws=30,
+        seed=11,
+        max_treedepth=4,
+        warmup_max_treedepth=1,
+        progress_reports=1,
+    )
+
+    idata, report = sampling.sample_posterior(model, settings, progressbar=False)
+
+    # A depth cap of 1 allows one leapfrog step per tuning iteration: 2 chains x 40.
+    assert idata.posterior.attrs["warmup_gradient_evaluations"] == 80
+    kept_steps = int(idata.sample_stats["n_steps"].values.sum())
+    assert report["gradient_evaluations"] == kept_steps + 80
+    assert idata.sample_stats["n_steps"].values.max() > 1
+    assert idata.sample_stats["n_steps"].values.max() <= 2**4 - 1
+    assert report["settings"]["warmup_max_treedepth"] == 1
 
 
 @pytest.mark.slow

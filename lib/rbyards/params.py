@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 FEATURE_SETS = ("seed", "pregame")
 SAMPLER_BACKENDS = ("nutpie", "numpyro", "pymc")
+BAYESIAN_PHASES = ("phase1", "phase2_1", "phase2_2")
 # Phase 2.3 methods: "cqr" is the conformalized quantile regression adjustment of
 # rbyards.calibration.conformalize_quantiles, the only one implemented.
 CALIBRATION_METHODS = ("cqr",)
@@ -112,15 +113,38 @@ class SamplerParams(_Section):
     seed: NonNegativeInt = 20241
     time_limit_minutes: PositiveFloat = 30.0
     max_treedepth: Annotated[int, Field(ge=1, le=30)] = 10
+    warmup_max_treedepth: Annotated[int, Field(ge=1, le=30)] | None = None
     predictive_draws: PositiveInt = 1000
     progress_reports: Annotated[int, Field(ge=1, le=100)] = 5
     precision: Literal["float64", "float32"] = "float64"
+
+    @model_validator(mode="after")
+    def _check_numpyro_options(self) -> SamplerParams:
+        if self.backend == "numpyro":
+            return self
+        if self.precision != "float64":
+            raise ValueError(f"precision {self.precision} requires backend numpyro")
+        if self.warmup_max_treedepth not in (None, self.max_treedepth):
+            raise ValueError(
+                "warmup_max_treedepth different from max_treedepth requires backend numpyro"
+            )
+        return self
+
+
+class PhaseSamplerParams(_Section):
+    """Sampler settings that one Bayesian phase sets for itself; null keeps ``sampler``'s."""
+
+    target_accept: Probability | None = None
+    max_treedepth: Annotated[int, Field(ge=1, le=30)] | None = None
+    warmup_max_treedepth: Annotated[int, Field(ge=1, le=30)] | None = None
+    precision: Literal["float64", "float32"] | None = None
 
 
 class Phase1Params(_Section):
     """Phase 1: the seed Bayesian neural network with a Normal likelihood."""
 
     enabled: bool = True
+    sampler: PhaseSamplerParams = Field(default_factory=PhaseSamplerParams)
     hidden_units: PositiveInt = 16
     sigma_prior: PositiveFloat = 0.3
 
@@ -129,6 +153,7 @@ class Phase21Params(_Section):
     """Phase 2.1: Student-t likelihood network."""
 
     enabled: bool = True
+    sampler: PhaseSamplerParams = Field(default_factory=PhaseSamplerParams)
     hidden_units: PositiveInt = 24
     nu: PositiveFloat = 4.0
     sigma_prior: PositiveFloat = 20.0
@@ -140,6 +165,7 @@ class Phase22Params(_Section):
     """Phase 2.2: mixture of expert networks, one sigma prior per expert."""
 
     enabled: bool = True
+    sampler: PhaseSamplerParams = Field(default_factory=PhaseSamplerParams)
     experts: PositiveInt = 3
     hidden_units: PositiveInt = 16
     sigma_priors: list[PositiveFloat] = Field(default_factory=lambda: [10.0, 15.0, 20.0])
@@ -362,6 +388,23 @@ class Params(_Section):
                         f"sweep.{index}: {sweep.parameter} = {value!r} is invalid: {reason}"
                     ) from None
         return self
+
+    @model_validator(mode="after")
+    def _check_phase_samplers(self) -> Params:
+        for phase in BAYESIAN_PHASES:
+            try:
+                self.sampler_for(phase)
+            except ValidationError as exc:
+                reason = _first_error(exc)
+                raise ValueError(f"phases.{phase}.sampler is invalid: {reason}") from None
+        return self
+
+    def sampler_for(self, phase: str) -> SamplerParams:
+        """Return the sampler settings of a Bayesian phase: ``sampler`` with its own changes."""
+        changes = getattr(self.phases, phase).sampler.model_dump(exclude_none=True)
+        if not changes:
+            return self.sampler
+        return SamplerParams.model_validate({**self.sampler.model_dump(), **changes})
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Params:
         """Return these parameters with dotted-key ``overrides`` applied and validated again."""

@@ -27,6 +27,7 @@ def model_settings(phase: str, params: Any) -> dict[str, Any]:
     """Return the model settings of a phase from validated parameters, as a plain dict."""
     section = getattr(params.phases, phase).model_dump()
     section.pop("enabled", None)
+    section.pop("sampler", None)
     if phase == "phase2_2":
         section.setdefault("nu", params.phases.phase2_1.nu)
     return section

@@ -82,9 +82,15 @@ class SamplerSettings:
     target_accept: float = 0.95
     seed: int = 20241
     max_treedepth: int = 10
+    warmup_max_treedepth: int | None = None
     time_limit_minutes: float | None = None
     progress_reports: int = 5
     precision: str = "float64"
+
+    @property
+    def warmup_depth(self) -> int:
+        """Return the tree depth cap of the tuning iterations."""
+        return self.warmup_max_treedepth or self.max_treedepth
 
     @classmethod
     def from_params(cls, sampler: Any) -> SamplerSettings:
@@ -171,6 +177,12 @@ def sample_posterior(
             f"precision float32 requires the numpyro backend, not {settings.backend}: set "
             "sampler.backend to numpyro or sampler.precision to float64"
         )
+    if settings.warmup_depth != settings.max_treedepth and settings.backend != "numpyro":
+        raise ValueError(
+            f"a warmup tree depth cap ({settings.warmup_depth}) different from max_treedepth "
+            f"({settings.max_treedepth}) requires the numpyro backend, not {settings.backend}: "
+            "set sampler.warmup_max_treedepth to null"
+        )
     if settings.backend == "numpyro":
         configure_jax_devices(settings.chains)
 
@@ -242,9 +254,13 @@ def _sample_numpyro(
     the model's variables come from PyMC's JAX sampling module.
     """
     with jax_precision(settings.precision):
-        raw_draws, sample_stats, start = _run_numpyro(model, settings, progressbar=progressbar)
+        raw_draws, sample_stats, start, warmup_steps = _run_numpyro(
+            model, settings, progressbar=progressbar
+        )
     raw_draws = [np.asarray(draws, dtype=np.float64) for draws in raw_draws]
-    return _numpyro_inference_data(model, settings, raw_draws, sample_stats, start)
+    idata = _numpyro_inference_data(model, settings, raw_draws, sample_stats, start)
+    idata.posterior.attrs["warmup_gradient_evaluations"] = warmup_steps
+    return idata
 
 
 @contextmanager
@@ -267,8 +283,12 @@ def jax_precision(precision: str) -> Iterator[None]:
 
 def _run_numpyro(
     model: pm.Model, settings: SamplerSettings, *, progressbar: bool
-) -> tuple[list[np.ndarray], dict[str, np.ndarray], float]:
-    """Run warmup, then the kept draws in chunks, and return raw draws, statistics and start."""
+) -> tuple[list[np.ndarray], dict[str, np.ndarray], float, int]:
+    """Run warmup, then the kept draws in chunks.
+
+    Returns the raw draws, their statistics, the start time and the number of leapfrog steps
+    (gradient evaluations) of the warmup, summed over chains.
+    """
     import jax
     from numpyro.infer import MCMC, NUTS
     from pymc.sampling import jax as pymc_jax
@@ -281,7 +301,7 @@ def _run_numpyro(
     kernel = NUTS(
         potential_fn=logp,
         target_accept_prob=settings.target_accept,
-        max_tree_depth=settings.max_treedepth,
+        max_tree_depth=(settings.warmup_depth, settings.max_treedepth),
         adapt_step_size=True,
         adapt_mass_matrix=True,
         dense_mass=False,
@@ -302,8 +322,9 @@ def _run_numpyro(
     fields = tuple(NUMPYRO_STATISTICS)
 
     start = time.perf_counter()
-    mcmc.warmup(key, init_params=initial_points)
+    mcmc.warmup(key, init_params=initial_points, extra_fields=("num_steps",), collect_warmup=True)
     jax.block_until_ready(mcmc.post_warmup_state)
+    warmup_steps = int(np.asarray(mcmc.get_extra_fields()["num_steps"]).sum())
     logger.info(
         "warmup: %d iterations per chain in %.0f s", settings.tune, time.perf_counter() - start
     )
@@ -338,7 +359,7 @@ def _run_numpyro(
         for name in fields
     }
     sample_stats["tree_depth"] = np.log2(sample_stats["n_steps"]).astype(int) + 1
-    return raw_draws, sample_stats, start
+    return raw_draws, sample_stats, start, warmup_steps
 
 
 def _numpyro_inference_data(
@@ -381,9 +402,10 @@ def sampler_report(
 ) -> dict[str, Any]:
     """Summarise a run's sample statistics: divergences, tree depth, gradient evaluations.
 
-    Gradient evaluations are counted over the kept draws only (the backends do not all store
-    tuning statistics), so ``gradient_evaluations_per_second`` is ``kept steps x (tune + draws)
-    / draws / wall time``, an estimate that assumes tuning trajectories as long as kept ones.
+    NumPyro runs count the tuning iterations' leapfrog steps too, so for them
+    ``gradient_evaluations_per_second`` is exact. The other backends do not all store tuning
+    statistics; for them it is ``kept steps x (tune + draws) / draws / wall time``, an estimate
+    that assumes tuning trajectories as long as kept ones.
     """
     stats = idata.sample_stats
     depth_name = "tree_depth" if "tree_depth" in stats else "depth"
@@ -392,7 +414,13 @@ def sampler_report(
         steps = float(stats["n_steps"].values.sum())
     else:
         steps = float((2.0 ** depth.astype(float) - 1).sum())
-    total_steps = steps * (settings.tune + settings.draws) / settings.draws
+    warmup_steps = None
+    if "posterior" in idata.groups():
+        warmup_steps = idata.posterior.attrs.get("warmup_gradient_evaluations")
+    if warmup_steps is None:
+        total_steps = steps * (settings.tune + settings.draws) / settings.draws
+    else:
+        total_steps = steps + float(warmup_steps)
     hits = stats["reached_max_treedepth"].values if "reached_max_treedepth" in stats else None
     if hits is None:
         hits = depth >= settings.max_treedepth
@@ -405,6 +433,7 @@ def sampler_report(
             "target_accept": settings.target_accept,
             "seed": settings.seed,
             "max_treedepth": settings.max_treedepth,
+            "warmup_max_treedepth": settings.warmup_depth,
             "precision": settings.precision,
         },
         "wall_seconds": round(elapsed_seconds, 2),
@@ -413,6 +442,7 @@ def sampler_report(
         "tree_depth_hits": int(np.asarray(hits).sum()),
         "tree_depth_hit_share": float(np.asarray(hits).mean()),
         "kept_gradient_evaluations": int(steps),
+        "gradient_evaluations": int(total_steps),
         "gradient_evaluations_per_second": total_steps / max(elapsed_seconds, 1e-9),
     }
 

@@ -171,7 +171,7 @@ def save_posterior(
         "phase": phase,
         "feature_set": dataset.feature_set,
         "model_settings": json.dumps(dict(settings)),
-        "sampler_settings": json.dumps(params.sampler.model_dump()),
+        "sampler_settings": json.dumps(params.sampler_for(phase).model_dump()),
         "feature_names": json.dumps(list(dataset.feature_names)),
         "feature_means": json.dumps(list(dataset.feature_means)),
         "feature_scales": json.dumps(list(dataset.feature_scales)),
