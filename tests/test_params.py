@@ -35,6 +35,17 @@ def test_default_profile_values() -> None:
     assert params.sampler.time_limit_minutes == 90
     assert params.sampler.precision == "float64"
     assert params.sampler.max_treedepth == 8
+    phase2_1_sampler = params.sampler_for("phase2_1")
+    assert phase2_1_sampler.max_treedepth == 9
+    assert phase2_1_sampler.warmup_max_treedepth == 8
+    assert phase2_1_sampler.target_accept == 0.97
+    assert phase2_1_sampler.precision == "float32"
+    assert phase2_1_sampler.draws == 1000
+    phase2_2_sampler = params.sampler_for("phase2_2")
+    assert phase2_2_sampler.warmup_max_treedepth == 6
+    assert phase2_2_sampler.max_treedepth == 8
+    assert phase2_2_sampler.precision == "float32"
+    assert params.sampler_for("phase1") == params.sampler
     assert params.phases.phase2_2.sigma_priors == [10.0, 15.0, 20.0]
     assert params.phases.phase2_3.method == "cqr"
     assert len(params.phases.baselines.models) == 5

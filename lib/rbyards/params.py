@@ -123,10 +123,14 @@ class SamplerParams(_Section):
         if self.backend == "numpyro":
             return self
         if self.precision != "float64":
-            raise ValueError(f"precision {self.precision} requires backend numpyro")
+            raise ValueError(
+                f"precision {self.precision} requires backend numpyro; change the backend or "
+                "use precision float64"
+            )
         if self.warmup_max_treedepth not in (None, self.max_treedepth):
             raise ValueError(
-                "warmup_max_treedepth different from max_treedepth requires backend numpyro"
+                "warmup_max_treedepth different from max_treedepth requires backend numpyro; "
+                "change the backend or set warmup_max_treedepth to null"
             )
         return self
 
