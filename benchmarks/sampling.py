@@ -72,8 +72,10 @@ def run_once(phase, dataset, params, backend: str) -> dict:
     sampler = sampling.SamplerSettings.from_params(params.sampler_for(phase))
     changes: dict = {"backend": backend}
     if backend != "numpyro":
-        # Only NumPyro caps tuning trees separately; the others tune at max_treedepth.
+        # Only NumPyro caps tuning trees separately and samples in float32; the others tune at
+        # max_treedepth and sample in float64.
         changes["warmup_max_treedepth"] = None
+        changes["precision"] = "float64"
     sampler = sampling.SamplerSettings(**{**sampler.__dict__, **changes})
     model = phases.build_model(phase, dataset, settings)
 
