@@ -170,6 +170,25 @@ def test_forecast_shapes_and_rows(phase, dataset):
         assert forecast.extras == {}
 
 
+def test_location_by_chain_uses_every_draw(dataset):
+    posterior = synthetic_posterior("phase2_1", dataset, chains=2, draws=200)
+    n_rows = len(dataset.test)
+
+    medians = phases.location_by_chain(
+        "phase2_1", posterior, dataset, "test", SETTINGS["phase2_1"], seed=1
+    )
+
+    # All 2 x 200 draws, not the thinned draws that forecasts keep.
+    assert medians.shape == (2, 200, n_rows)
+    expected = models.phase2_1_location(posterior, dataset.X("test")).reshape(2, 200, n_rows)
+    np.testing.assert_allclose(medians, expected)
+    # Chain 1's draws come after chain 0's: its first draw is posterior draw (1, 0).
+    first_of_chain_1 = models.phase2_1_location(
+        posterior.isel(chain=[1], draw=[0]), dataset.X("test")
+    )
+    np.testing.assert_allclose(medians[1, 0], first_of_chain_1[0])
+
+
 def test_forecast_same_seed_same_draws(dataset):
     posterior = synthetic_posterior("phase1", dataset)
     settings = SETTINGS["phase1"]
