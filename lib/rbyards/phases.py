@@ -134,7 +134,7 @@ def location_by_chain(
     """Compute every kept draw's predictive median for a role's rows, shape (chain, draw, rows).
 
     The convergence gate reads these, not the thinned draws that :func:`forecast` keeps for
-    intervals: R-hat and bulk ESS from a quarter of the draws are noisier and the ESS lower.
+    intervals, because R-hat from thinned draws is noisier and their bulk ESS is lower.
     """
     n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
     every_draw = forecast(
