@@ -375,6 +375,20 @@ def test_warmup_depth_caps_tuning_trees_only():
 
 
 @pytest.mark.slow
+def test_sampling_without_tuning_counts_no_warmup():
+    model = _small_network(14)
+    settings = sampling.SamplerSettings(
+        backend="numpyro", chains=2, tune=0, draws=10, seed=11, max_treedepth=3
+    )
+
+    idata, report = sampling.sample_posterior(model, settings, progressbar=False)
+
+    assert idata.posterior.sizes["draw"] == 10
+    assert idata.posterior.attrs["warmup_gradient_evaluations"] == 0
+    assert report["gradient_evaluations"] == int(idata.sample_stats["n_steps"].values.sum())
+
+
+@pytest.mark.slow
 def test_progress_chunks_keep_draws(caplog):
     model = _small_network(10)
     one_chunk = sampling.SamplerSettings(

@@ -134,6 +134,25 @@ def test_sweep_of_unread_parameter_rejected() -> None:
         fixture_plan(sweep=sweep)
 
 
+def test_sweep_of_phase_own_sampler_key_rejected() -> None:
+    sweep = [{"parameter": "sampler.max_treedepth", "values": [6, 10], "phases": ["phase2_1"]}]
+    own = {"max_treedepth": 9}
+    with pytest.raises(RunnerError) as caught:
+        fixture_plan(sweep=sweep, **{"phases.phase2_1.sampler": own})
+    assert "phases.phase2_1.sampler.max_treedepth = 9 takes precedence" in str(caught.value)
+    assert "sweep phases.phase2_1.sampler.max_treedepth instead" in str(caught.value)
+
+
+def test_sweeps_with_one_run_id_rejected() -> None:
+    sweep = [
+        {"parameter": "sampler.max_treedepth", "values": [6, 7], "phases": ["phase2_1"]},
+        {"parameter": "phases.phase2_1.sampler.max_treedepth", "values": [6, 8]},
+    ]
+    with pytest.raises(RunnerError) as caught:
+        fixture_plan(sweep=sweep)
+    assert "both give the run id phase2_1.seed.sweep-max_treedepth=6" in str(caught.value)
+
+
 # ---------------------------------------------------------------------------------------------
 # Plan and keys
 

@@ -55,7 +55,13 @@ from rbyards.notebook_runs import (
     file_handler,
     run_task,
 )
-from rbyards.params import Params, ParamsError, load_params, validate_against_data
+from rbyards.params import (
+    BAYESIAN_PHASES,
+    Params,
+    ParamsError,
+    load_params,
+    validate_against_data,
+)
 from rbyards.provenance import sha256_file, write_json_atomic
 from rbyards.run_records import (
     ProfileLock,
@@ -263,6 +269,7 @@ def _checked_sweep_points(params: Params, enabled: Mapping[str, bool]) -> list[s
                     f"sweep of {sweep.parameter} repeats {phase}, which is disabled; set "
                     f"{switch} to true or remove the sweep"
                 )
+            _check_not_overridden_by_phase(params, sweep.parameter, phase)
             read = PHASE_PARAMETERS[phase]
             if not any(_key_within(sweep.parameter, section) for section in read):
                 raise RunnerError(
@@ -274,6 +281,20 @@ def _checked_sweep_points(params: Params, enabled: Mapping[str, bool]) -> list[s
         return sweeps.sweep_points(params)
     except ValueError as exc:
         raise RunnerError(str(exc)) from exc
+
+
+def _check_not_overridden_by_phase(params: Params, parameter: str, phase: str) -> None:
+    """Reject a sweep of ``sampler.<name>`` for a phase that sets ``<name>`` for itself."""
+    section, _, name = parameter.partition(".")
+    if section != "sampler" or phase not in BAYESIAN_PHASES:
+        return
+    own = getattr(params.phases, phase).sampler.model_dump(exclude_none=True)
+    if name in own:
+        raise RunnerError(
+            f"sweep of {parameter} repeats {phase}, but phases.{phase}.sampler.{name} = "
+            f"{own[name]!r} takes precedence, so every run would be the same; sweep "
+            f"phases.{phase}.sampler.{name} instead"
+        )
 
 
 def _key_within(key: str, section: str) -> bool:

@@ -322,9 +322,16 @@ def _run_numpyro(
     fields = tuple(NUMPYRO_STATISTICS)
 
     start = time.perf_counter()
-    mcmc.warmup(key, init_params=initial_points, extra_fields=("num_steps",), collect_warmup=True)
+    if settings.tune > 0:
+        mcmc.warmup(
+            key, init_params=initial_points, extra_fields=("num_steps",), collect_warmup=True
+        )
+        warmup_steps = int(np.asarray(mcmc.get_extra_fields()["num_steps"]).sum())
+    else:
+        # NumPyro cannot collect the fields of zero warmup iterations.
+        mcmc.warmup(key, init_params=initial_points)
+        warmup_steps = 0
     jax.block_until_ready(mcmc.post_warmup_state)
-    warmup_steps = int(np.asarray(mcmc.get_extra_fields()["num_steps"]).sum())
     logger.info(
         "warmup: %d iterations per chain in %.0f s", settings.tune, time.perf_counter() - start
     )

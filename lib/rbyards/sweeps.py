@@ -88,14 +88,22 @@ def sweep_points(params: Params) -> list[SweepPoint]:
     Raises
     ------
     ValueError
-        When a value cannot be part of a run id (see :func:`format_value`).
+        When a value cannot be part of a run id (see :func:`format_value`), or when two sweeps
+        give one run id: run ids name a parameter by the last part of its key.
     """
-    points = []
+    points: list[SweepPoint] = []
+    parameter_of_run: dict[str, str] = {}
     for sweep in params.sweep:
         for phase in sweep.swept_phases:
             for feature_set in params.features.feature_sets:
                 for position, value in enumerate(sweep.values):
                     run_id = sweep_run_id(phase, feature_set, sweep.parameter, value)
+                    earlier = parameter_of_run.setdefault(run_id, sweep.parameter)
+                    if earlier != sweep.parameter:
+                        raise ValueError(
+                            f"sweeps of {earlier} and {sweep.parameter} both give the run id "
+                            f"{run_id}; sweep one of them, or give them values that differ"
+                        )
                     points.append(
                         SweepPoint(phase, feature_set, sweep.parameter, value, position, run_id)
                     )
