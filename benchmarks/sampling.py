@@ -3,13 +3,14 @@
 Usage::
 
     NFLVERSE_DIR=/path/to/nflverse python benchmarks/sampling.py --phase phase2_1 \
-        [--profile default] [--set sampler.max_treedepth=8] [--compare]
+        [--profile default] [--set phases.phase2_1.sampler.max_treedepth=8] [--compare]
 
 The line contains wall time, gradient evaluations per second, mean tree depth and the share of
 draws at the maximum depth, divergences, R-hat and bulk ESS of the noise scale and of the test
 rows' predictive medians (worst row), ESS per second and peak memory. With ``--compare`` the
-same model, data, draws and seed are also sampled with PyMC's default NUTS in the same process,
-and a second line gives that run, the speed ratio and the mean absolute differences between the
+same model, data, draws and seed are also sampled with PyMC's NUTS in the same process, with the
+phase's target acceptance and tree depth cap, in float64 and tuned at that cap. A second line
+gives that run, the speed ratio and the mean absolute differences between the
 two runs' test predictive quantiles (5%, 50%, 95%). ``--reference-predictions`` compares the
 same quantiles with a predictions file of an earlier run, such as a notebook's
 ``predictions/phase2_1.seed.parquet``, and adds the differences to the first line.
@@ -44,7 +45,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a parameter, for example sampler.max_treedepth=8 (YAML value)",
+        help="override a parameter, for example sampler.draws=200 (YAML value)",
     )
     parser.add_argument(
         "--compare", action="store_true", help="also run PyMC's default NUTS and print the ratio"
