@@ -252,6 +252,16 @@ def test_coverage_width_skips_failed_runs(results):
     assert "phase1.seed" in labels
 
 
+def test_coverage_width_styles_nine_runs_apart():
+    many = {f"model{index}.seed": make_result(0.9, 70.0 + index, 20.0) for index in range(9)}
+    fig = figures.plot_coverage_width(many)
+    styles = []
+    for index in range(9):
+        point = _errorbar(fig.axes[0], f"model{index}.seed").lines[0]
+        styles.append((point.get_marker(), matplotlib.colors.to_hex(point.get_color())))
+    assert len(set(styles)) == 9
+
+
 def test_all_failed_runs_raise():
     with pytest.raises(figures.FigureInputError, match="no result with status 'ok'"):
         figures.plot_coverage_width({"x": {"status": "failed"}})

@@ -629,7 +629,8 @@ def plot_coverage_width(
     usable = _usable_results(results)
     pct = _level_key(level)
     coverage_key, width_key = f"coverage_{pct}", f"width_{pct}_mean"
-    markers = ("o", "s", "^", "D", "v", "P", "X", "*")
+    # Seven markers against eight colours: no pair of marker and colour repeats within 56 runs.
+    markers = ("o", "s", "^", "D", "v", "P", "X")
     with thesis_style():
         fig, ax = plt.subplots(figsize=(FULL_WIDTH, 3.0))
         ax.axhline(level, color="0.5", linestyle=":", linewidth=1.0, label=f"nominal {level:.0%}")
