@@ -10,8 +10,8 @@ draws at the maximum depth, divergences, R-hat and bulk ESS of the noise scale a
 rows' predictive medians (worst row), ESS per second and peak memory. With ``--compare`` the
 same model, data, draws and seed are also sampled with PyMC's NUTS in the same process, with the
 phase's target acceptance and tree depth cap, in float64 and tuned at that cap. A second line
-gives that run, the speed ratio and the mean absolute differences between the
-two runs' test predictive quantiles (5%, 50%, 95%). ``--reference-predictions`` compares the
+gives that run, the speed ratio and the mean absolute differences between the two runs' test
+predictive quantiles (5%, 50%, 95%). ``--reference-predictions`` compares the
 same quantiles with a predictions file of an earlier run, such as a notebook's
 ``predictions/phase2_1.seed.parquet``, and adds the differences to the first line.
 ``--save-quantiles`` writes this run's test quantiles in the same form, to serve as a reference.
@@ -48,7 +48,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="override a parameter, for example sampler.draws=200 (YAML value)",
     )
     parser.add_argument(
-        "--compare", action="store_true", help="also run PyMC's default NUTS and print the ratio"
+        "--compare",
+        action="store_true",
+        help="also run PyMC's own NUTS with the phase's settings and print the ratio",
     )
     parser.add_argument(
         "--reference-predictions",
@@ -73,8 +75,8 @@ def run_once(phase, dataset, params, backend: str) -> dict:
     sampler = sampling.SamplerSettings.from_params(params.sampler_for(phase))
     changes: dict = {"backend": backend}
     if backend != "numpyro":
-        # Only NumPyro caps tuning trees separately and samples in float32; the others tune at
-        # max_treedepth and sample in float64.
+        # Only NumPyro caps tuning trees separately and samples in float32. The other backends
+        # tune at max_treedepth and sample in float64.
         changes["warmup_max_treedepth"] = None
         changes["precision"] = "float64"
     sampler = sampling.SamplerSettings(**{**sampler.__dict__, **changes})

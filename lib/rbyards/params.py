@@ -124,19 +124,19 @@ class SamplerParams(_Section):
             return self
         if self.precision != "float64":
             raise ValueError(
-                f"precision {self.precision} requires backend numpyro; change the backend or "
+                f"precision {self.precision} requires backend numpyro. Change the backend or "
                 "use precision float64"
             )
         if self.warmup_max_treedepth not in (None, self.max_treedepth):
             raise ValueError(
-                "warmup_max_treedepth different from max_treedepth requires backend numpyro; "
-                "change the backend or set warmup_max_treedepth to null"
+                "warmup_max_treedepth different from max_treedepth requires backend numpyro. "
+                "Change the backend or set warmup_max_treedepth to null"
             )
         return self
 
 
 class PhaseSamplerParams(_Section):
-    """Sampler settings that one Bayesian phase sets for itself; null keeps ``sampler``'s."""
+    """Sampler settings that one Bayesian phase sets for itself. Null keeps ``sampler``'s value."""
 
     target_accept: Probability | None = None
     max_treedepth: Annotated[int, Field(ge=1, le=30)] | None = None
@@ -403,9 +403,13 @@ class Params(_Section):
                 raise ValueError(f"phases.{phase}.sampler is invalid: {reason}") from None
         return self
 
+    def phase_sampler_changes(self, phase: str) -> dict[str, Any]:
+        """Return the sampler settings a Bayesian phase sets for itself, which take precedence."""
+        return getattr(self.phases, phase).sampler.model_dump(exclude_none=True)
+
     def sampler_for(self, phase: str) -> SamplerParams:
         """Return the sampler settings of a Bayesian phase: ``sampler`` with its own changes."""
-        changes = getattr(self.phases, phase).sampler.model_dump(exclude_none=True)
+        changes = self.phase_sampler_changes(phase)
         if not changes:
             return self.sampler
         return SamplerParams.model_validate({**self.sampler.model_dump(), **changes})

@@ -288,7 +288,7 @@ def _check_not_overridden_by_phase(params: Params, parameter: str, phase: str) -
     section, _, name = parameter.partition(".")
     if section != "sampler" or phase not in BAYESIAN_PHASES:
         return
-    own = getattr(params.phases, phase).sampler.model_dump(exclude_none=True)
+    own = params.phase_sampler_changes(phase)
     if name in own:
         raise RunnerError(
             f"sweep of {parameter} repeats {phase}, but phases.{phase}.sampler.{name} = "
